@@ -1,0 +1,67 @@
+"""Typed configs for the simulation core. Hydra yaml under cfg/ is checked against these dataclasses, so an unknown
+or misspelled key stops with a message that names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OBJECT_KINDS = ("box", "long_box", "table", "sofa", "high_stool", "mesh")
+HAND_SHAPES = ("sphere", "palm")
+ENGINES = ("mujoco", "warp")
+
+
+@dataclass
+class ObjectConfig:
+    kind: str = "box"
+    # Full extents (x, y, z) in metres; None takes the kind's default. x is the long axis of long objects.
+    size: list[float] | None = None
+    mass: float | None = None  # kg; None takes the kind's default
+    # Per-environment randomisation: uniform scale of the size, and of the mass. Size scales must be <= 1: the
+    # model is compiled at full size so that collision bounds stay valid when a world shrinks its object.
+    size_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    mass_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    mesh_path: str | None = None  # kind=mesh: any file trimesh reads; collision uses convex parts
+    friction: float = 1.0
+
+
+@dataclass
+class ContactConfig:
+    """Contact settings chosen so that two hands squeezing a 5 kg box can lift and hold it (tests/test_grip.py)."""
+
+    cone: str = "elliptic"  # elliptic | pyramidal
+    impratio: float = 10.0
+    noslip_iterations: int = 0
+    solref: list[float] = field(default_factory=lambda: [0.01, 1.0])
+    solimp: list[float] = field(default_factory=lambda: [0.95, 0.99, 0.001, 0.5, 2.0])
+    hand_friction: list[float] = field(default_factory=lambda: [1.2, 0.05, 0.01])
+    hand_condim: int = 4  # torsional friction resists a held box swinging about the hand-to-hand axis
+    iterations: int = 50
+    ls_iterations: int = 20
+
+
+@dataclass
+class SceneConfig:
+    num_humanoids: int = 1
+    object: ObjectConfig = field(default_factory=ObjectConfig)
+    hand_shape: str = "sphere"
+    contact: ContactConfig = field(default_factory=ContactConfig)
+    physics_dt: float = 1.0 / 120.0
+    arena_half_size: float = 30.0  # floor plane half size, metres
+    max_object_extent: float = 4.0  # largest object side the scene accepts, metres
+    humanoid_spacing: float = 1.0  # default spawn: humanoids on a line along y, this far apart
+
+
+@dataclass
+class EngineConfig:
+    name: str = "mujoco"
+    num_envs: int = 16
+    decimation: int = 4  # physics steps per policy step: 120 Hz physics, 30 Hz policy
+    device: str = "cpu"
+    nthread: int = 0  # mujoco engine: worker threads (0 = all CPUs)
+    seed: int = 0
+    # Warp engine: contact and constraint buffers per world; None sizes them from the scene.
+    nconmax: int | None = None
+    njmax: int | None = None
+    cuda_graph: bool = True
+    # A world whose state turns non-finite or whose speed passes this limit (m/s or rad/s) is flagged unstable.
+    max_speed: float = 100.0

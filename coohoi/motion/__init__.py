@@ -1,0 +1,1 @@
+"""Motion: the clip format, forward kinematics, AMP features, the motion library, the generator and importers."""
