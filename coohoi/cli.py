@@ -1,0 +1,73 @@
+"""The `coohoi` command.
+
+    coohoi train  [hydra overrides]      train a policy (task=amp_locomotion | carry_box | ...)
+    coohoi play   [hydra overrides]      play a checkpoint back in the viewer
+    coohoi bench  [hydra overrides]      engine and training throughput
+    coohoi motion generate|show|render   reference motions (see `coohoi motion --help`)
+
+Hydra commands read cfg/ (installed as coohoi.cfg); unknown keys stop with a message naming them.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+
+from omegaconf import DictConfig, OmegaConf
+
+HYDRA_COMMANDS = {
+    "train": ("coohoi.agents.train", "train"),
+    "play": ("coohoi.agents.train", "play"),
+    "export": ("coohoi.agents.train", "export"),
+    "bench": ("coohoi.bench", "run"),
+}
+USAGE = __doc__
+
+
+def config_dir() -> str:
+    return str(resources.files("coohoi.cfg"))
+
+
+def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
+    """Compose the hydra config from cfg/ with command-line overrides (also used by tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base=None):
+        cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "motion":
+        from coohoi.motion.cli import main as motion_main
+
+        return motion_main(rest) or 0
+    if command not in HYDRA_COMMANDS:
+        print(f"coohoi: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = compose(rest)
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"coohoi {command}: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    module_name, func_name = HYDRA_COMMANDS[command]
+    module = __import__(module_name, fromlist=[func_name])
+    try:
+        return getattr(module, func_name)(cfg) or 0
+    except ValueError as exc:  # config errors raised by our builders name the setting
+        print(f"coohoi {command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
