@@ -55,6 +55,10 @@ class Scene:
     dof_limits: np.ndarray  # [28, 2] joint ranges in radians
     default_qpos: np.ndarray = field(repr=False)  # model qpos at the default spawn
 
+    def recompile(self) -> "Scene":
+        """Compile self.spec again after editing it (a test adding a mocap body, say) and recompute the indices."""
+        return _index(self.cfg, self.spec, self.spec.compile(), self.object_info)
+
     @property
     def contiguous(self) -> bool:
         """True when humanoids occupy consecutive blocks of bodies, qpos, qvel and actuators (views need no copy)."""
@@ -108,9 +112,6 @@ def build_scene(cfg: SceneConfig) -> Scene:
     opt.noslip_iterations = cfg.contact.noslip_iterations
     opt.iterations = cfg.contact.iterations
     opt.ls_iterations = cfg.contact.ls_iterations
-    opt.o_solref = list(cfg.contact.solref)
-    opt.o_solimp = list(cfg.contact.solimp)
-    opt.enableflags |= mujoco.mjtEnableBit.mjENBL_OVERRIDE  # one solref/solimp for every contact
     spec.visual.global_.offwidth = 1280
     spec.visual.global_.offheight = 720
 
@@ -134,6 +135,10 @@ def build_scene(cfg: SceneConfig) -> Scene:
     except ObjectConfigError as exc:
         raise SceneConfigError(str(exc)) from exc
     obj_body.pos = [DEFAULT_OBJECT_DISTANCE + object_info.half_extents[0], 0.0, object_info.half_extents[2]]
+
+    for geom in spec.geoms:  # one contact softness for every pair: hands, object, floor
+        geom.solref = list(cfg.contact.solref)
+        geom.solimp = list(cfg.contact.solimp)
 
     for k in range(k_count):
         for name in hum.BODY_NAMES:

@@ -1,0 +1,17 @@
+import os
+
+import pytest
+import torch
+
+# Tests run on CPU with deterministic, small thread pools so that the 2-core CI box is not oversubscribed.
+torch.set_num_threads(1)
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes; excluded by default, run with -m slow")
+
+
+@pytest.fixture
+def rng():
+    return torch.Generator().manual_seed(0)
