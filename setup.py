@@ -45,6 +45,7 @@ setup(
         "trimesh>=4.0",
         "smplx>=0.1.28",
         "imageio>=2.30",
+        "imageio-ffmpeg>=0.4",  # mp4 writing for `coohoi motion render` (ships its own ffmpeg binary)
         "pyyaml",
     ],
     extras_require={

@@ -67,5 +67,6 @@ class EngineConfig:
     nconmax: int | None = None
     njmax: int | None = None
     cuda_graph: bool = True
-    # A world whose state turns non-finite or whose speed passes this limit (m/s or rad/s) is flagged unstable.
-    max_speed: float = 100.0
+    # A world whose state turns non-finite (MuJoCo auto-reset is off) or whose speed passes this limit (m/s or rad/s)
+    # is flagged unstable.
+    max_speed: float = 1000.0  # hard falls reach about 110 rad/s at the ankles; blow-ups go far beyond

@@ -34,6 +34,32 @@ class EngineConfigError(ValueError):
     """An engine setting that cannot work; the message names the setting."""
 
 
+# Model fields that change when a world's object is scaled by s in size and m in mass, as mj_setConst would compute
+# them for a model compiled at that size and mass: field -> (what it indexes, how the object's entries scale).
+# Rows of 6 are the object's free joint DoFs (3 translational, then 3 rotational). Collision bounds (geom_rbound,
+# geom_aabb) stay at the compiled size, which is why sizes may only shrink. body_subtreemass of the world body
+# changes too (by the object's added mass); engines handle that one entry themselves.
+OBJECT_SCALED_FIELDS = {
+    "geom_size": "geoms", "geom_pos": "geoms",
+    "body_mass": "body", "body_inertia": "body", "body_ipos": "body", "body_subtreemass": "body",
+    "body_invweight0": "body", "dof_invweight0": "dofs", "dof_M0": "dofs",
+}
+
+
+def object_scale_factors(size_scale: torch.Tensor, mass_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-world multipliers of the object's entries in OBJECT_SCALED_FIELDS, shaped to broadcast over the entries
+    (sizes and positions scale with s, masses with m, rotational inertia with m s^2, inverse weights inversely)."""
+    s, m = size_scale, mass_scale
+    inertia = m * s**2
+    per_dof = lambda trans, rot: torch.stack([trans] * 3 + [rot] * 3, dim=-1)  # noqa: E731
+    return {
+        "geom_size": s[:, None, None], "geom_pos": s[:, None, None],
+        "body_mass": m, "body_inertia": inertia[:, None], "body_ipos": s[:, None], "body_subtreemass": m,
+        "body_invweight0": torch.stack([1 / m, 1 / inertia], dim=-1),
+        "dof_invweight0": per_dof(1 / m, 1 / inertia), "dof_M0": per_dof(m, inertia),
+    }
+
+
 @dataclass
 class HumanoidState:
     """Generalised state of K humanoids per environment: tensors [n, K, ...]. Angular velocity is world frame."""

@@ -6,6 +6,7 @@ tasks except the few derived quantities the base class computes.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from coohoi.config import EngineConfig
-from coohoi.engine.base import Engine, EngineConfigError
+from coohoi.engine.base import OBJECT_SCALED_FIELDS, Engine, EngineConfigError, object_scale_factors
 from coohoi.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -32,18 +33,18 @@ class MujocoEngine(Engine):
         if cfg.device != "cpu":
             raise EngineConfigError(f"the mujoco engine runs on the CPU; got engine.device={cfg.device!r} (use engine=warp)")
         nthread = cfg.nthread or os.cpu_count() or 1
-        self.batch = mujoco.batch.Batch(scene.model, nsim=self.num_envs, nthread=nthread, persistent=True)
+        model = copy.copy(scene.model)
+        # MuJoCo would silently reset a world whose accelerations blow up; let the NaN through so that the engine
+        # flags the world as unstable and the task resets it (and logs it). MuJoCo Warp does not auto-reset either.
+        model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_AUTORESET
+        self.batch = mujoco.batch.Batch(model, nsim=self.num_envs, nthread=nthread, persistent=True)
         self.batch.reset()
         with warnings.catch_warnings():  # derived fields are read-only numpy arrays; we never write them
             warnings.simplefilter("ignore", UserWarning)
             self._bound = {name: torch.from_numpy(self.batch.bind(name)) for name in RAW_FIELDS}
-        self._obj_geoms = scene.object_geom_ids
-        self._obj_body = scene.object_body_id
-        self._base_geom_size = scene.model.geom_size[self._obj_geoms].copy()
-        self._base_geom_pos = scene.model.geom_pos[self._obj_geoms].copy()
-        self._base_mass = float(scene.model.body_mass[self._obj_body])
-        self._base_inertia = scene.model.body_inertia[self._obj_body].copy()
-        self._base_ipos = scene.model.body_ipos[self._obj_body].copy()
+        self._base_mass = float(scene.model.body_mass[scene.object_body_id])
+        self._object_index = {"geoms": np.asarray(scene.object_geom_ids), "body": int(scene.object_body_id),
+                              "dofs": scene.object_qvel_start + np.arange(6)}
         self._scaled_fields = None
         self._setup_views()
 
@@ -68,18 +69,19 @@ class MujocoEngine(Engine):
 
     def _write_object_scale(self, env_ids: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
         if self._scaled_fields is None:
-            self._scaled_fields = {f: self.batch.expand(f) for f in
-                                   ("geom_size", "geom_pos", "body_mass", "body_inertia", "body_ipos")}
-        f, ids = self._scaled_fields, env_ids.numpy()
-        s = size_scale.numpy()[:, None, None]
-        m = mass_scale.numpy()
-        geoms = self._obj_geoms
-        f["geom_size"][ids[:, None], geoms[None, :]] = self._base_geom_size[None] * s
-        f["geom_pos"][ids[:, None], geoms[None, :]] = self._base_geom_pos[None] * s
-        f["body_mass"][ids, self._obj_body] = self._base_mass * m
-        # Inertia of a body scaled by s in size and m in mass: m * s^2 times the base.
-        f["body_inertia"][ids, self._obj_body] = self._base_inertia[None] * (m * size_scale.numpy() ** 2)[:, None]
-        f["body_ipos"][ids, self._obj_body] = self._base_ipos[None] * size_scale.numpy()[:, None]
+            self._scaled_fields = {f: self.batch.expand(f) for f in OBJECT_SCALED_FIELDS}
+        ids = env_ids.numpy()
+        model, fields = self.scene.model, self._scaled_fields
+        factors = object_scale_factors(size_scale.double(), mass_scale.double())
+        for name, kind in OBJECT_SCALED_FIELDS.items():
+            index = self._object_index[kind]
+            base = getattr(model, name)[index]
+            if isinstance(index, int):
+                fields[name][ids, index] = base * factors[name].numpy()
+            else:
+                fields[name][ids[:, None], index[None, :]] = base * factors[name].numpy()
+        # The world body's subtree holds everything: it gains what the object gains.
+        fields["body_subtreemass"][ids, 0] = model.body_subtreemass[0] + self._base_mass * (mass_scale.numpy() - 1.0)
 
     def get_model_and_data(self, env_id: int) -> tuple[mujoco.MjModel, mujoco.MjData]:
         """One world as a plain MjModel and MjData, e.g. for the viewer or a renderer."""

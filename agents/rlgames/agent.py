@@ -1,0 +1,342 @@
+"""The AMP agent: rl-games' continuous PPO agent plus a motion discriminator (reference §5-6).
+
+Per epoch:
+1. refresh the demo buffer with `amp.batch_size` new demo samples from the motion library;
+2. roll out `horizon_length` steps, keeping the task reward and the AMP features of every transition
+   (info["amp_obs"]), all on the env's device;
+3. style reward = -log(max(1 - sigmoid(D(amp_obs)), 1e-4)) * 2 in one batched pass, and
+   reward = task_reward_weight * task + style_reward_weight * style (+ the value bootstrap on time-outs);
+4. PPO mini-epochs; every minibatch also trains the discriminator on `amp.minibatch_size` rollout, replay and demo
+   samples (BCE, gradient penalty, logit regularisation, weight decay), scaled by `amp.disc_coef`;
+5. offer the rollout's AMP features to the policy replay buffer.
+
+The AMP feature normaliser is updated in the first mini-epoch with every sample the discriminator sees.
+Training settings come from rl-games' `config` section plus `config.amp` (see cfg/task/*.yaml, `train.amp`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+from rl_games.algos_torch import a2c_continuous, torch_ext
+from rl_games.common.a2c_common import swap_and_flatten01
+
+from coohoi.agents.amp_modules import DiscLossConfig, ReplayBuffer, discriminator_loss, style_reward
+from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, save_atomic
+
+# Demo samples are fetched from the motion library in chunks of this many (bounds the FK batch size).
+DEMO_FETCH_CHUNK = 16384
+# Style rewards are computed over the rollout in chunks of this many rows (bounds discriminator activations).
+STYLE_REWARD_CHUNK = 16384
+
+
+class AMPAgent(a2c_continuous.A2CAgent):
+    def __init__(self, base_name, params):
+        super().__init__(base_name, params)
+        if self.is_rnn:
+            raise ValueError("the AMP agent supports MLP policies only (network.rnn is not supported)")
+        config = self.config
+        amp = config["amp"]
+        self.task_reward_weight = float(config["task_reward_weight"])
+        self.style_reward_weight = float(config["style_reward_weight"])
+        self.disc_coef = float(amp["disc_coef"])
+        self.disc_loss_cfg = DiscLossConfig(
+            grad_penalty=float(amp["disc_grad_penalty"]),
+            logit_reg=float(amp["disc_logit_reg"]),
+            weight_decay=float(amp["disc_weight_decay"]),
+        )
+        self.amp_minibatch_size = min(int(amp["minibatch_size"]), self.minibatch_size)
+        self.amp_batch_size = int(amp["batch_size"])
+        amp_size = self.env_info["amp_observation_space"].shape[0]
+        if self.model.disc.input_size != amp_size:
+            raise ValueError(
+                f"network.disc.input_size is {self.model.disc.input_size} but the env's AMP features have "
+                f"{amp_size} numbers"
+            )
+        self.num_amp_obs = amp_size
+        self.demo_buffer = ReplayBuffer(int(amp["demo_buffer_size"]), amp_size, self.ppo_device)
+        self.replay_buffer = ReplayBuffer(
+            int(amp["replay_buffer_size"]), amp_size, self.ppo_device, keep_prob=float(amp["replay_keep_prob"])
+        )
+        self._fill_demo_buffer(self.demo_buffer.capacity)
+        self.metadata = dict(config.get("metadata", {}))
+        self.on_epoch_end = config.get("on_epoch_end")  # callable(agent, metrics dict) from coohoi.agents.train
+        self.save_frequency = int(config.get("save_frequency", 0))
+        self.snapshot_frequency = int(config.get("snapshot_frequency", 0))
+        self.last_checkpoint = None
+
+    # ---------------------------------------------------------------- buffers
+    def _fill_demo_buffer(self, num_samples: int) -> None:
+        while num_samples > 0:
+            n = min(num_samples, DEMO_FETCH_CHUNK)
+            self.demo_buffer.store(self._fetch_demo(n))
+            num_samples -= n
+
+    def _fetch_demo(self, num_samples: int) -> torch.Tensor:
+        demo = self.vec_env.fetch_amp_demo(num_samples)
+        return demo.to(self.ppo_device, torch.float32)
+
+    def init_tensors(self):
+        super().init_tensors()
+        buf = self.experience_buffer.tensor_dict
+        rows = self.num_actors * self.num_agents
+        base = (self.horizon_length, rows)
+        buf["amp_obs"] = torch.zeros(base + (self.num_amp_obs,), device=self.ppo_device)
+        buf["task_rewards"] = torch.zeros(base + (1,), device=self.ppo_device)
+        buf["style_rewards"] = torch.zeros(base + (1,), device=self.ppo_device)
+        buf["time_outs"] = torch.zeros(base, device=self.ppo_device)
+        buf["next_dones"] = torch.zeros(base, device=self.ppo_device)
+        self.tensor_list = self.tensor_list + ["amp_obs"]
+        self.episode_stats = EpisodeStats(rows, self.ppo_device)
+
+    # ---------------------------------------------------------------- rollout
+    def play_steps(self):
+        buf = self.experience_buffer
+        step_time = 0.0
+        for n in range(self.horizon_length):
+            res = self.get_action_values(self.obs)
+            buf.update_data("obses", n, self.obs["obs"])
+            buf.update_data("dones", n, self.dones)
+            for key in self.update_list:
+                buf.update_data(key, n, res[key])
+            start = time.perf_counter()
+            self.obs, task_rewards, self.dones, infos = self.env_step(res["actions"])
+            step_time += time.perf_counter() - start
+            buf.update_data("task_rewards", n, task_rewards)
+            buf.update_data("amp_obs", n, infos["amp_obs"])
+            buf.update_data("time_outs", n, infos["time_outs"])
+            buf.update_data("next_dones", n, self.dones)
+            self.episode_stats.record_step_info(infos)
+
+        tensors = buf.tensor_dict
+        style = self.compute_style_rewards(tensors["amp_obs"])
+        tensors["style_rewards"].copy_(style.unsqueeze(-1))
+        rewards = self.task_reward_weight * tensors["task_rewards"] + self.style_reward_weight * tensors["style_rewards"]
+        if self.value_bootstrap:
+            rewards = rewards + self.gamma * tensors["values"] * tensors["time_outs"].unsqueeze(-1)
+        tensors["rewards"].copy_(rewards)
+        self.episode_stats.record_rollout(tensors["task_rewards"], tensors["style_rewards"], tensors["next_dones"])
+
+        last_values = self.get_values(self.obs)
+        advantages = self.discount_values(
+            self.dones.float(), last_values, tensors["dones"].float(), tensors["values"], tensors["rewards"]
+        )
+        batch_dict = buf.get_transformed_list(swap_and_flatten01, self.tensor_list)
+        batch_dict["returns"] = swap_and_flatten01(advantages + tensors["values"])
+        batch_dict["played_frames"] = self.batch_size
+        batch_dict["step_time"] = step_time
+        return batch_dict
+
+    @torch.no_grad()
+    def compute_style_rewards(self, amp_obs: torch.Tensor) -> torch.Tensor:
+        """Style reward for AMP features of any leading shape [..., F] -> [...]."""
+        flat = amp_obs.reshape(-1, amp_obs.shape[-1])
+        rewards = torch.cat([style_reward(self.model.disc_logits(chunk)) for chunk in flat.split(STYLE_REWARD_CHUNK)])
+        return rewards.reshape(amp_obs.shape[:-1])
+
+    # ---------------------------------------------------------------- training
+    def train_epoch(self):
+        self.demo_buffer.store(self._fetch_demo(self.amp_batch_size))
+        self.disc_stats = defaultdict(list)
+        self._disc_minibatches_seen = 0
+        result = super().train_epoch()
+        self.replay_buffer.store(self.experience_buffer.tensor_dict["amp_obs"])
+        return result
+
+    def prepare_dataset(self, batch_dict):
+        super().prepare_dataset(batch_dict)
+        policy = batch_dict["amp_obs"]
+        replay = self.replay_buffer.sample(policy.shape[0]) if len(self.replay_buffer) else policy
+        self.dataset.values_dict["amp_obs"] = policy
+        self.dataset.values_dict["amp_obs_replay"] = replay
+        self.dataset.values_dict["amp_obs_demo"] = self.demo_buffer.sample(policy.shape[0])
+
+    def _discriminator_terms(self, input_dict) -> dict[str, torch.Tensor]:
+        n = self.amp_minibatch_size
+        policy = torch.cat((input_dict["amp_obs"][:n], input_dict["amp_obs_replay"][:n]))
+        demo = input_dict["amp_obs_demo"][:n]
+        if self._disc_minibatches_seen < self.num_minibatches:  # first mini-epoch: every sample updates the stats
+            self.model.amp_mean_std.update(torch.cat((policy, demo)))
+        self._disc_minibatches_seen += 1
+        demo_in = self.model.normalize_amp_obs(demo).requires_grad_(True)
+        disc = self.model.disc
+        return discriminator_loss(disc(demo_in), disc(self.model.normalize_amp_obs(policy)), demo_in, disc,
+                                  self.disc_loss_cfg)
+
+    def calc_gradients(self, input_dict):
+        batch_dict = {
+            "is_train": True,
+            "prev_actions": input_dict["actions"],
+            "obs": self._preproc_obs(input_dict["obs"]),
+        }
+        res = self.model(batch_dict)
+        loss, a_loss, c_loss, entropy, b_loss, _ = self.calc_losses(
+            self.actor_loss_func, input_dict["old_logp_actions"], res["prev_neglogp"], input_dict["advantages"],
+            self.e_clip, input_dict["old_values"], res["values"], input_dict["returns"], res["mus"],
+            res["entropy"], None,
+        )
+        disc = self._discriminator_terms(input_dict)
+        loss = loss + self.disc_coef * disc["loss"]
+        for param in self.model.parameters():
+            param.grad = None
+        self.scaler.scale(loss).backward()
+        self.trancate_gradients_and_step()
+
+        with torch.no_grad():
+            kl = torch_ext.policy_kl(res["mus"].detach(), res["sigmas"].detach(), input_dict["mu"], input_dict["sigma"])
+        for key, value in disc.items():
+            self.disc_stats["disc_loss" if key == "loss" else key].append(value.detach())
+        self.aux_loss_dict = {}
+        self.train_result = (a_loss, c_loss, entropy, kl, self.last_lr, 1.0, res["mus"].detach(),
+                             res["sigmas"].detach(), b_loss)
+
+    def train(self):
+        """Epoch loop: train_epoch, log, checkpoint; returns the last epoch's metrics."""
+        self.init_tensors()
+        self.obs = self.env_reset()
+        self.curr_frames = self.batch_size_envs
+        metrics = {}
+        while self.max_epochs == -1 or self.epoch_num < self.max_epochs:
+            epoch = self.update_epoch()
+            (step_time, play_time, update_time, epoch_time, a_losses, c_losses, b_losses, entropies, kls,
+             last_lr, lr_mul) = self.train_epoch()
+            self.dataset.update_values_dict(None)
+            self.frame += self.curr_frames
+            metrics = self._epoch_metrics(epoch, step_time, play_time, update_time, epoch_time, a_losses, c_losses,
+                                          b_losses, entropies, kls)
+            self._log(metrics)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(self, metrics)
+            if self.save_frequency > 0 and epoch % self.save_frequency == 0:
+                self.save_last()
+            if self.snapshot_frequency > 0 and epoch % self.snapshot_frequency == 0:
+                self.save(f"{self.nn_dir}/epoch_{epoch:06d}.pth")
+            if self.max_frames != -1 and self.frame >= self.max_frames:
+                break
+        self.save_last()
+        return metrics
+
+    def _epoch_metrics(self, epoch, step_time, play_time, update_time, epoch_time, a_losses, c_losses, b_losses,
+                       entropies, kls) -> dict[str, float]:
+        frames = self.curr_frames
+        metrics = {
+            "epoch": epoch,
+            "frames": self.frame,
+            "fps_env": frames / max(step_time, 1e-9),
+            "fps_total": frames / max(epoch_time, 1e-9),
+            "time_env": step_time,
+            "time_rollout": play_time,
+            "time_update": update_time,
+            "losses/actor": torch_ext.mean_list(a_losses).item(),
+            "losses/critic": torch_ext.mean_list(c_losses).item(),
+            "losses/entropy": torch_ext.mean_list(entropies).item(),
+            "info/kl": torch_ext.mean_list(kls).item(),
+            "info/lr": self.last_lr,
+        }
+        if b_losses:
+            metrics["losses/bounds"] = torch_ext.mean_list(b_losses).item()
+        metrics.update({f"amp/{k}": torch.stack(v).mean().item() for k, v in self.disc_stats.items()})
+        metrics.update(self.episode_stats.summary())
+        metrics.update({f"episodes/{k}": v for k, v in self.vec_env.episode_summary().items()})
+        return metrics
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        for key, value in metrics.items():
+            if key not in ("epoch", "frames"):
+                self.writer.add_scalar(key if "/" in key else f"performance/{key}", value, self.frame)
+        self.writer.flush()
+
+    # ---------------------------------------------------------------- checkpoints
+    def get_full_state_weights(self):
+        state = super().get_full_state_weights()
+        state["coohoi"] = dict(self.metadata, num_amp_obs=self.num_amp_obs, algo="amp")
+        return state
+
+    def save(self, fn):
+        fn = str(fn)
+        path = fn if fn.endswith(".pth") else fn + ".pth"
+        save_atomic(self.get_full_state_weights(), path)
+        return path
+
+    def save_last(self):
+        self.last_checkpoint = self.save(f"{self.nn_dir}/last.pth")
+        return self.last_checkpoint
+
+    def restore(self, fn, set_epoch=True):
+        """Load a checkpoint. set_epoch=True resumes (optimizer, epoch and frame counters, normalisers, env state);
+        False only takes the weights and normalisers (fine-tuning)."""
+        state = load_checkpoint(fn, map_location=self.ppo_device)
+        check_model_fits(fn, state, self.model, self.metadata.get("task"))
+        if set_epoch:
+            if "optimizer" not in state:
+                raise ValueError(f"checkpoint {fn!r} has no optimizer state, so it cannot resume training")
+            self.set_full_state_weights(state, set_epoch=True)
+        else:
+            self.set_weights(state)
+
+
+class EpisodeStats:
+    """Per-epoch returns, lengths and reward terms accumulated on device (no host sync per step); summary() syncs
+    once. Task metrics of ended episodes (success rate, ...) come from the env's own episode summary."""
+
+    def __init__(self, rows: int, device):
+        self.device = device
+        self.task_return = torch.zeros(rows, device=device)
+        self.style_return = torch.zeros(rows, device=device)
+        self.length = torch.zeros(rows, device=device)
+        self.reset_epoch()
+
+    def reset_epoch(self):
+        zero = lambda: torch.zeros((), device=self.device)  # noqa: E731
+        self.sums = defaultdict(zero)
+        self.reward_term_sums = defaultdict(zero)
+        self.steps = 0
+        self.unstable_resets = 0
+
+    def record_step_info(self, infos: dict) -> None:
+        for key, value in infos.get("reward_terms", {}).items():
+            self.reward_term_sums[key] += value.float().mean()
+        self.unstable_resets += infos.get("reset_unstable", 0)
+        self.steps += 1
+
+    def record_rollout(self, task_rewards, style_rewards, ended) -> None:
+        """Per-step rewards [T, rows, 1] and episode-end flags [T, rows] of the rollout."""
+        for t in range(ended.shape[0]):
+            self.task_return += task_rewards[t, :, 0]
+            self.style_return += style_rewards[t, :, 0]
+            self.length += 1
+            done = ended[t]
+            self.sums["episodes"] += done.sum()
+            self.sums["task_return"] += (self.task_return * done).sum()
+            self.sums["style_return"] += (self.style_return * done).sum()
+            self.sums["length"] += (self.length * done).sum()
+            keep = 1.0 - done
+            self.task_return *= keep
+            self.style_return *= keep
+            self.length *= keep
+        self.sums["task_reward"] += task_rewards.mean()
+        self.sums["style_reward"] += style_rewards.mean()
+        self.sums["rollouts"] += 1
+
+    def summary(self) -> dict[str, float]:
+        sums = {k: v.item() for k, v in self.sums.items()}
+        rollouts = max(sums.get("rollouts", 0.0), 1.0)
+        out = {
+            "rewards/task_per_step": sums.get("task_reward", 0.0) / rollouts,
+            "rewards/style_per_step": sums.get("style_reward", 0.0) / rollouts,
+            "episodes/ended": sums.get("episodes", 0.0),
+            "episodes/unstable_resets": float(self.unstable_resets),
+        }
+        episodes = sums.get("episodes", 0.0)
+        if episodes > 0:
+            out["episodes/length"] = sums["length"] / episodes
+            out["episodes/task_return"] = sums["task_return"] / episodes
+            out["episodes/style_return"] = sums["style_return"] / episodes
+        steps = max(self.steps, 1)
+        out.update({f"reward_terms/{k}": v.item() / steps for k, v in self.reward_term_sums.items()})
+        self.reset_epoch()
+        return out

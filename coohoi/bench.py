@@ -1,0 +1,258 @@
+"""`coohoi bench`: engine throughput in policy steps per second, next to raw batched MuJoCo on the same model.
+
+    coohoi bench                                   CPU engine, N = 1, 64, 256, 1024
+    coohoi bench engine=warp                       Warp engine on cuda:0, N = 1024, 4096, 8192 (and GPU memory)
+    coohoi bench bench.num_envs=[256] bench.scenes=[box1] engine.nthread=16
+
+For each scene and environment count N it times the engine's policy step (set PD targets, `decimation` physics
+steps, the engine's state refresh and checks) and the raw simulator stepping the same compiled model
+`decimation` times (mujoco.batch for engine=mujoco, a CUDA-graph loop of mujoco_warp.step for engine=warp), and
+prints both as policy steps per second summed over environments, with their ratio. Measurements alternate between
+the two for `bench.rounds` rounds and keep each one's best, which discounts other load on the machine.
+
+Issue 5 adds training throughput (env + learning): assign `TRAINING_THROUGHPUT` a function
+(env_factory, num_envs, seconds) -> policy steps per second, and the table gains that column; env_factory(n)
+builds the environment to train on with n environments.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from coohoi.config import EngineConfig, SceneConfig
+from coohoi.engine import Engine, EngineConfigError, make_engine
+from coohoi.scene import Scene, build_scene
+
+log = logging.getLogger(__name__)
+
+# The benchmark scenes: one humanoid with the single-agent box, two humanoids with the long box.
+BENCH_SCENES = {
+    "box1": dict(num_humanoids=1, object=dict(kind="box")),
+    "longbox2": dict(num_humanoids=2, object=dict(kind="long_box")),
+}
+SCENE_TITLES = {"box1": "1 humanoid + box", "longbox2": "2 humanoids + long box"}
+DEFAULT_NUM_ENVS = {"mujoco": [1, 64, 256, 1024], "warp": [1024, 4096, 8192]}
+# PD targets during the benchmark: the default pose plus this much fixed noise (rad), so humanoids move and fall.
+TARGET_NOISE = 0.1
+
+TRAINING_THROUGHPUT: Callable[[Callable[[int], object], int, float], float] | None = None
+
+
+@dataclass
+class BenchSettings:
+    num_envs: list[int] | None = None  # None: DEFAULT_NUM_ENVS of the engine
+    scenes: list[str] | None = None  # None: all of BENCH_SCENES
+    seconds: float = 2.0  # timed seconds per measurement round (at least min_steps policy steps)
+    min_steps: int = 10
+    warmup_steps: int = 3  # untimed policy steps first (compiles and captures on the GPU)
+    rounds: int = 2
+    raw: bool = True  # also time the raw simulator
+
+
+@dataclass
+class BenchRow:
+    num_envs: int
+    engine_rate: float  # policy steps per second, summed over environments
+    raw_rate: float | None  # raw physics steps per second / decimation, summed over environments
+    memory: dict[str, float]
+    training_rate: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if not self.raw_rate else self.engine_rate / self.raw_rate
+
+
+def scene_config(name: str) -> SceneConfig:
+    if name not in BENCH_SCENES:
+        raise ValueError(f"unknown bench scene {name!r} in bench.scenes; choose from {', '.join(BENCH_SCENES)}")
+    merged = OmegaConf.merge(OmegaConf.structured(SceneConfig), BENCH_SCENES[name])
+    return OmegaConf.to_object(merged)
+
+
+def _settings(cfg: DictConfig) -> BenchSettings:
+    raw = cfg.get("bench") or {}
+    merged = OmegaConf.merge(OmegaConf.structured(BenchSettings), raw)  # unknown keys stop here, named
+    return OmegaConf.to_object(merged)
+
+
+def _engine_config(cfg: DictConfig) -> EngineConfig:
+    merged = OmegaConf.merge(OmegaConf.structured(EngineConfig), cfg.engine)
+    return OmegaConf.to_object(merged)
+
+
+def _timed(step: Callable[[], None], sync: Callable[[], None], seconds: float, min_steps: int) -> float:
+    """Seconds per call of step, running at least min_steps calls and about `seconds` in all."""
+    sync()
+    start = time.perf_counter()
+    step()
+    sync()
+    first = time.perf_counter() - start
+    count = max(min_steps, int(seconds / max(first, 1e-6)))
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    sync()
+    return (time.perf_counter() - start) / count
+
+
+def _targets(engine: Engine) -> torch.Tensor:
+    state = engine.default_state(engine.num_envs)
+    g = torch.Generator().manual_seed(0)
+    noise = TARGET_NOISE * torch.randn(state.humanoid.dof_pos.shape, generator=g, dtype=torch.float64)
+    return (state.humanoid.dof_pos.cpu().double() + noise).to(engine.device, engine.dtype)
+
+
+class _EngineLoop:
+    """The engine's policy step as a task drives it."""
+
+    def __init__(self, scene: Scene, engine_cfg: EngineConfig):
+        self.engine = make_engine(scene, engine_cfg)
+        self.engine.reset(None, self.engine.default_state(self.engine.num_envs))
+        self.targets = _targets(self.engine)
+
+    def step(self) -> None:
+        self.engine.set_pd_targets(self.targets)
+        self.engine.step()
+
+
+class _RawMujocoLoop:
+    """mujoco.batch stepping the same model, controls held at the same targets."""
+
+    def __init__(self, scene: Scene, engine_cfg: EngineConfig, targets: torch.Tensor):
+        import os
+
+        import mujoco.batch
+
+        nthread = engine_cfg.nthread or os.cpu_count() or 1
+        self.batch = mujoco.batch.Batch(scene.model, nsim=engine_cfg.num_envs, nthread=nthread)
+        self.batch.reset()
+        self.batch.bind("ctrl")[:, scene.actuator_ids.flatten()] = targets.flatten(1).cpu().double().numpy()
+        self.decimation = engine_cfg.decimation
+
+    def step(self) -> None:
+        self.batch.step(nstep=self.decimation)
+
+
+class _RawWarpLoop:
+    """mujoco_warp.step on the same model and buffer sizes as the engine, decimation steps per CUDA graph."""
+
+    def __init__(self, scene: Scene, engine: Engine, targets: torch.Tensor):
+        import mujoco_warp as mjw
+        import warp as wp
+
+        from coohoi.engine.warp_gpu import warp_compatible_model
+
+        self.wp, self.mjw = wp, mjw
+        self.device = engine.wp_device
+        self.decimation = engine.decimation
+        mjm = warp_compatible_model(scene.model)
+        with wp.ScopedDevice(self.device):
+            self.model = mjw.put_model(mjm)
+            self.data = mjw.make_data(mjm, nworld=engine.num_envs, nconmax=engine.nconmax, njmax=engine.njmax)
+        ctrl = wp.to_torch(self.data.ctrl)
+        ctrl[:, torch.as_tensor(scene.actuator_ids.flatten(), device=ctrl.device)] = targets.flatten(1).to(ctrl)
+        self.graph = None
+        self.use_graph = self.device.is_cuda and engine.cfg.cuda_graph
+        with wp.ScopedDevice(self.device):
+            self._steps()  # compile and load before capturing
+            if self.use_graph:
+                with wp.ScopedCapture() as capture:
+                    self._steps()
+                self.graph = capture.graph
+
+    def _steps(self) -> None:
+        for _ in range(self.decimation):
+            self.mjw.step(self.model, self.data)
+
+    def step(self) -> None:
+        with self.wp.ScopedDevice(self.device):
+            if self.graph is not None:
+                self.wp.capture_launch(self.graph)
+            else:
+                self._steps()
+
+    def sync(self) -> None:
+        self.wp.synchronize_device(self.device)
+
+
+def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> BenchRow:
+    """Engine and raw policy-step rates (summed over environments) for one scene and environment count."""
+    n = engine_cfg.num_envs
+    loop = _EngineLoop(scene, engine_cfg)
+    engine = loop.engine
+    on_cuda = engine.device.type == "cuda"
+    sync_engine = (lambda: torch.cuda.synchronize(engine.device)) if on_cuda else (lambda: None)
+    raw = None
+    if settings.raw:
+        if engine_cfg.name == "warp":
+            raw = _RawWarpLoop(scene, engine, loop.targets)
+        else:
+            raw = _RawMujocoLoop(scene, engine_cfg, loop.targets)
+    for _ in range(settings.warmup_steps):
+        loop.step()
+        if raw is not None:
+            raw.step()
+    sync_raw = getattr(raw, "sync", lambda: None)
+    best_engine, best_raw = float("inf"), float("inf")
+    for _ in range(settings.rounds):
+        best_engine = min(best_engine, _timed(loop.step, sync_engine, settings.seconds, settings.min_steps))
+        if raw is not None:
+            best_raw = min(best_raw, _timed(raw.step, sync_raw, settings.seconds, settings.min_steps))
+    memory = engine.memory_stats() if hasattr(engine, "memory_stats") else {}
+    training = None
+    if TRAINING_THROUGHPUT is not None:
+        def env_factory(num_envs: int):
+            return make_engine(scene, EngineConfig(**{**engine_cfg.__dict__, "num_envs": num_envs}))
+
+        training = TRAINING_THROUGHPUT(env_factory, n, settings.seconds)
+    return BenchRow(n, n / best_engine, n / best_raw if raw is not None else None, memory, training)
+
+
+def format_table(title: str, engine_cfg: EngineConfig, rows: list[BenchRow]) -> str:
+    raw_name = "mujoco_warp" if engine_cfg.name == "warp" else "mujoco.batch"
+    where = engine_cfg.device if engine_cfg.name == "warp" else f"nthread={engine_cfg.nthread or 'all'}"
+    lines = [f"{title}: engine={engine_cfg.name} ({where}), decimation {engine_cfg.decimation}, "
+             f"rates in policy steps/s summed over environments",
+             f"{'N':>6} {'engine':>12} {'raw ' + raw_name + '/dec':>22} {'ratio':>6}"
+             + (f" {'GPU MiB (warp/torch/device)':>28}" if any(r.memory for r in rows) else "")
+             + (f" {'training':>10}" if any(r.training_rate is not None for r in rows) else "")]
+    for r in rows:
+        line = f"{r.num_envs:>6} {r.engine_rate:>12,.0f} " + (f"{r.raw_rate:>22,.0f} {r.ratio:>6.1%}" if r.raw_rate
+                                                              else f"{'-':>22} {'-':>6}")
+        if r.memory:
+            m = r.memory
+            line += f" {m.get('warp_mempool_peak_mib', 0):>10,.0f}/{m.get('torch_max_allocated_mib', 0):,.0f}" \
+                    f"/{m.get('device_used_mib', 0):,.0f}"
+        if r.training_rate is not None:
+            line += f" {r.training_rate:>10,.0f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> int:
+    settings = _settings(cfg)
+    base = _engine_config(cfg)
+    if base.name not in DEFAULT_NUM_ENVS:
+        raise EngineConfigError(f"unknown engine {base.name!r}")
+    counts = list(settings.num_envs or DEFAULT_NUM_ENVS[base.name])
+    scenes = list(settings.scenes or BENCH_SCENES)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    results = {}
+    for name in scenes:
+        scene = build_scene(scene_config(name))
+        rows = []
+        for n in counts:
+            engine_cfg = EngineConfig(**{**base.__dict__, "num_envs": int(n)})
+            rows.append(measure(scene, engine_cfg, settings))
+            log.info("%s N=%d: %.0f policy steps/s", name, n, rows[-1].engine_rate)
+        table = format_table(SCENE_TITLES.get(name, name), base, rows)
+        print(table, flush=True)
+        results[name] = rows
+    return 0

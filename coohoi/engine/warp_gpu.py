@@ -1,0 +1,296 @@
+"""GPU engine on MuJoCo Warp: all worlds in one batched Data on a CUDA device (or Warp's CPU device for tests).
+
+The raw MuJoCo fields are Warp arrays shared zero-copy with torch (`wp.to_torch`), so tasks read the state and
+write PD targets and reset states in place on the device. On CUDA the whole policy step (the `decimation` physics
+steps plus the kinematics refresh) is one captured CUDA graph.
+
+Warp engine specifics, all on the same compiled scene as the CPU engine:
+- MuJoCo Warp has no contact-override flag; the scene's override (one solref/solimp/margin/friction for every
+  contact) is baked into the geoms of a copy of the model, which gives the CPU engine's contacts exactly.
+- Contact and constraint buffers (engine.nconmax per world, pooled over worlds; engine.njmax per world) are sized
+  from the scene's geoms unless the config sets them. Overflow is checked after every step: a world that ran out of
+  constraint rows is reported and flagged `unstable` (the task resets it); a contact-pool overflow, which MuJoCo
+  Warp cannot attribute to worlds, stops with a message naming engine.nconmax.
+- Per-world object size and mass live in batched model fields (one row per world).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+
+import mujoco
+import numpy as np
+import torch
+
+from coohoi.config import EngineConfig
+from coohoi.engine.base import OBJECT_SCALED_FIELDS, Engine, EngineConfigError, object_scale_factors
+from coohoi.scene import Scene
+
+log = logging.getLogger(__name__)
+
+RAW_FIELDS = ("qpos", "qvel", "ctrl", "xpos", "xquat", "cvel", "subtree_com", "sensordata")
+# Fields the forward pass derives from the state; restored in worlds a reset does not touch.
+DERIVED_FIELDS = ("xpos", "xquat", "cvel", "subtree_com", "sensordata")
+# Per-world state that carries over between steps besides qpos/qvel/ctrl, zeroed when a world is reset.
+CLEARED_FIELDS = ("qacc_warmstart", "qacc", "qfrc_applied", "xfrc_applied", "act", "act_dot", "time", "sensordata",
+                  "overflow")
+
+# Most contacts MuJoCo makes between a geom of each type and a plane or a box (its per-pair limits).
+CONTACTS_WITH_PLANE = {
+    mujoco.mjtGeom.mjGEOM_SPHERE: 1, mujoco.mjtGeom.mjGEOM_CAPSULE: 2, mujoco.mjtGeom.mjGEOM_ELLIPSOID: 1,
+    mujoco.mjtGeom.mjGEOM_CYLINDER: 4, mujoco.mjtGeom.mjGEOM_BOX: 4, mujoco.mjtGeom.mjGEOM_MESH: 4,
+}
+CONTACTS_WITH_BOX = {
+    mujoco.mjtGeom.mjGEOM_SPHERE: 1, mujoco.mjtGeom.mjGEOM_CAPSULE: 2, mujoco.mjtGeom.mjGEOM_ELLIPSOID: 1,
+    mujoco.mjtGeom.mjGEOM_CYLINDER: 4, mujoco.mjtGeom.mjGEOM_BOX: 8, mujoco.mjtGeom.mjGEOM_MESH: 8,
+}
+DEFAULT_PAIR_CONTACTS = 4  # geom types missing from the tables above (meshes against meshes)
+
+
+def _overflow_bits():
+    from mujoco_warp._src.types import OverflowType
+
+    per_world = int(OverflowType.NEFC | OverflowType.NJMAX_NNZ)
+    pooled = int(OverflowType.BROADPHASE | OverflowType.NARROWPHASE | OverflowType.CCD)
+    return per_world, pooled
+
+
+def warp_compatible_model(model: mujoco.MjModel) -> mujoco.MjModel:
+    """A copy of the model that MuJoCo Warp accepts and that simulates like the original on the CPU.
+
+    MuJoCo Warp lacks the contact override flag. Under the flag MuJoCo gives every contact opt.o_solref,
+    o_solimp, o_margin and o_friction (joint limits keep their own parameters); setting those on every geom and
+    pair, and clearing the flag, produces the same contacts (tests/test_warp_parity.py checks this on the CPU)."""
+    out = copy.copy(model)  # MjModel's copy is a deep copy
+    if not model.opt.enableflags & mujoco.mjtEnableBit.mjENBL_OVERRIDE:
+        return out
+    o = model.opt
+    out.geom_solref[:] = o.o_solref
+    out.geom_solimp[:] = o.o_solimp
+    out.geom_margin[:] = o.o_margin
+    out.geom_friction[:] = o.o_friction[[0, 2, 3]]  # (slide, spin, roll); MuJoCo expands it to 5 per contact
+    if out.npair:
+        out.pair_solref[:] = o.o_solref
+        out.pair_solimp[:] = o.o_solimp
+        out.pair_margin[:] = o.o_margin
+        out.pair_friction[:] = o.o_friction
+    out.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_OVERRIDE)
+    return out
+
+
+def _can_collide(model: mujoco.MjModel, g1: int, g2: int) -> bool:
+    if model.geom_bodyid[g1] == model.geom_bodyid[g2]:
+        return False
+    return bool(model.geom_contype[g1] & model.geom_conaffinity[g2] or model.geom_contype[g2] & model.geom_conaffinity[g1])
+
+
+def contact_buffer_sizes(scene: Scene) -> tuple[int, int]:
+    """(nconmax, njmax) per world from the scene: the most contacts MuJoCo can make between the object, the
+    humanoids and the floor (per-pair limits of each geom type), and the constraint rows those contacts and the
+    joint limits need."""
+    model = scene.model
+    bodies = {int(b) for b in scene.body_ids.flatten()} | {scene.object_body_id}
+    movable = [g for g in range(model.ngeom) if int(model.geom_bodyid[g]) in bodies]
+    static = [g for g in range(model.ngeom) if model.geom_bodyid[g] == 0]
+    obj_geoms = {int(g) for g in scene.object_geom_ids}
+    ncon = 0
+    for i, g in enumerate(movable):
+        for s in static:
+            if _can_collide(model, g, s):
+                table = CONTACTS_WITH_PLANE if model.geom_type[s] == mujoco.mjtGeom.mjGEOM_PLANE else CONTACTS_WITH_BOX
+                ncon += table.get(int(model.geom_type[g]), DEFAULT_PAIR_CONTACTS)
+        for h in movable[i + 1:]:
+            if _can_collide(model, g, h):
+                other = h if h in obj_geoms else g
+                this = g if other == h else h
+                ncon += CONTACTS_WITH_BOX.get(int(model.geom_type[this]), DEFAULT_PAIR_CONTACTS) \
+                    if model.geom_type[other] == mujoco.mjtGeom.mjGEOM_BOX else DEFAULT_PAIR_CONTACTS
+    elliptic = model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
+    max_condim = int(model.geom_condim.max())
+    rows_per_contact = max_condim if elliptic else max(1, 2 * (max_condim - 1))
+    limit_rows = int(model.jnt_limited.sum()) + int(model.dof_frictionloss.astype(bool).sum()) + 6 * model.neq
+    return ncon, ncon * rows_per_contact + limit_rows
+
+
+class WarpEngine(Engine):
+    name = "warp"
+
+    def __init__(self, scene: Scene, cfg: EngineConfig):
+        super().__init__(scene, cfg)
+        try:
+            import mujoco_warp as mjw
+            import warp as wp
+        except ImportError as exc:
+            raise EngineConfigError(f"engine=warp needs the mujoco-warp and warp-lang packages ({exc})") from exc
+        from mujoco_warp._src import smooth
+
+        self._wp, self._mjw, self._smooth = wp, mjw, smooth
+        wp.config.quiet = True  # no banner, no line per loaded kernel module
+        wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)
+        wp.init()
+        try:
+            self.wp_device = wp.get_device(cfg.device)
+        except Exception as exc:  # warp raises a bare RuntimeError/ValueError for unknown devices
+            raise EngineConfigError(f"engine.device={cfg.device!r} is not a Warp device ({exc}); use cuda:0 or cpu") from exc
+        self._on_cuda = self.wp_device.is_cuda
+        self._torch_device = torch.device(f"cuda:{self.wp_device.ordinal}" if self._on_cuda else "cpu")
+
+        nconmax_auto, njmax_auto = contact_buffer_sizes(scene)
+        self.nconmax = self._size_setting("nconmax", cfg.nconmax, nconmax_auto)
+        self.njmax = self._size_setting("njmax", cfg.njmax, njmax_auto)
+        self._per_world_overflow, self._pooled_overflow = _overflow_bits()
+
+        self._stream = None
+        if self._on_cuda:  # our own stream: graphs cannot be captured on torch's default (legacy) stream
+            self._torch_stream = torch.cuda.Stream(device=self._torch_device)
+            self._stream = wp.stream_from_torch(self._torch_stream)
+        mjm = warp_compatible_model(scene.model)
+        n = self.num_envs
+        # The object's size and mass fields get one row per world (MuJoCo Warp has no dof_M0: it builds the mass
+        # matrix from body masses every step).
+        self._object_fields = [f for f in OBJECT_SCALED_FIELDS if f in mjw.Model.__dataclass_fields__]
+        with wp.ScopedDevice(self.wp_device):
+            self.model = mjw.put_model(mjm, batch_sizes={f: n for f in self._object_fields})
+            self.model.opt.warn_overflow = 0  # we report overflows ourselves, naming our settings
+            self.data = mjw.make_data(mjm, nworld=n, nconmax=self.nconmax, njmax=self.njmax)
+        self._t = {f: wp.to_torch(getattr(self.data, f)) for f in set(RAW_FIELDS + CLEARED_FIELDS)}
+        self._nacon = wp.to_torch(self.data.nacon)
+        self._nefc = wp.to_torch(self.data.nefc)
+        self._object_model = {f: wp.to_torch(getattr(self.model, f)) for f in self._object_fields}
+        dev = self._torch_device
+        self._object_index = {"geoms": torch.as_tensor(scene.object_geom_ids, dtype=torch.long, device=dev),
+                              "body": int(scene.object_body_id),
+                              "dofs": scene.object_qvel_start + torch.arange(6, device=dev)}
+        self._base_mass = float(scene.model.body_mass[scene.object_body_id])
+        self._step_graph = None
+        self._forward_graph = None
+        self._step_calls = 0
+        self._run(self._forward_all)
+        self._setup_views()
+
+    def _size_setting(self, name: str, value, auto: int) -> int:
+        if value is None:
+            return int(auto)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EngineConfigError(f"engine.{name} must be a positive integer or null (sized from the scene), got {value!r}")
+        return int(value)
+
+    # ---- launching ------------------------------------------------------------------------------------------
+    def _run(self, fn, graph_attr: str | None = None) -> None:
+        """Run a sequence of Warp launches, ordered with torch's work on the device; captured once as a CUDA graph
+        (stored in graph_attr) when on CUDA with engine.cuda_graph."""
+        wp = self._wp
+        if not self._on_cuda:
+            with wp.ScopedDevice(self.wp_device):
+                fn()
+            return
+        torch_stream = torch.cuda.current_stream(self._torch_device)
+        self._torch_stream.wait_stream(torch_stream)
+        with wp.ScopedDevice(self.wp_device), wp.ScopedStream(self._stream, sync_enter=False):
+            graph = getattr(self, graph_attr) if graph_attr else None
+            if graph is not None:
+                wp.capture_launch(graph, stream=self._stream)
+            elif graph_attr and self.cfg.cuda_graph and getattr(self, f"{graph_attr}_warm", False):
+                with wp.ScopedCapture(device=self.wp_device, stream=self._stream) as capture:
+                    fn()
+                setattr(self, graph_attr, capture.graph)
+                wp.capture_launch(capture.graph, stream=self._stream)
+            else:  # first call runs eagerly: compiles and loads every kernel before a capture
+                fn()
+                if graph_attr:
+                    setattr(self, f"{graph_attr}_warm", True)
+        torch_stream.wait_stream(self._torch_stream)
+
+    def _physics_steps(self) -> None:
+        mjw, smooth = self._mjw, self._smooth
+        self.data.overflow.zero_()
+        for _ in range(self.decimation):
+            mjw.step(self.model, self.data)
+        # Kinematics and velocities of the new state (MuJoCo's step leaves them at the previous one).
+        smooth.kinematics(self.model, self.data)
+        smooth.com_pos(self.model, self.data)
+        smooth.com_vel(self.model, self.data)
+
+    def _forward_all(self) -> None:
+        self._mjw.forward(self.model, self.data)
+
+    # ---- the engine interface -------------------------------------------------------------------------------
+    def _raw(self) -> dict[str, torch.Tensor]:
+        return {f: self._t[f] for f in RAW_FIELDS}
+
+    def _step_physics(self) -> torch.Tensor | None:
+        self._run(self._physics_steps, "_step_graph")
+        return self._check_overflow()
+
+    def _check_overflow(self) -> torch.Tensor | None:
+        overflow = self._t["overflow"]
+        per_world = (overflow & self._per_world_overflow) != 0
+        pooled = (overflow & self._pooled_overflow) != 0
+        any_per_world, any_pooled = torch.stack([per_world.any(), pooled.any()]).tolist()  # one device sync
+        if any_pooled:
+            raise EngineConfigError(
+                f"the contact buffer overflowed: {int(self._nacon[0])} contacts in the last physics step, room for "
+                f"{self.nconmax} per world ({self.nconmax * self.num_envs} in all); raise engine.nconmax "
+                f"(sized from the scene: {contact_buffer_sizes(self.scene)[0]})")
+        if not any_per_world:
+            return None
+        ids = torch.nonzero(per_world).flatten().tolist()
+        log.warning("engine.njmax=%d constraint rows were not enough in %d environments %s (up to %d needed); they "
+                    "are flagged unstable for reset; raise engine.njmax if this repeats", self.njmax, len(ids),
+                    ids[:10], int(self._nefc.max()))
+        return per_world
+
+    def _mask(self, env_ids: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        mask[env_ids] = True
+        return mask
+
+    def _clear_rows(self, env_ids: torch.Tensor) -> None:
+        ids = env_ids.to(self.device)
+        for f in CLEARED_FIELDS:
+            self._t[f][ids] = 0
+        self._t["ctrl"][ids] = 0
+
+    def _forward_rows(self, env_ids: torch.Tensor) -> None:
+        # MuJoCo Warp's forward runs on every world. It only derives fields from the state (the solver's warm
+        # start is left alone), so other worlds' next steps are unaffected; their derived fields are restored so
+        # that they stay exactly as the last step left them (contact forces of its last substep, as on the CPU).
+        reset = self._mask(env_ids)
+        saved = {f: self._t[f].clone() for f in DERIVED_FIELDS}
+        self._run(self._forward_all, "_forward_graph")
+        for f in DERIVED_FIELDS:
+            new = self._t[f]
+            new.copy_(torch.where(reset.view((-1,) + (1,) * (new.dim() - 1)), new, saved[f]))
+
+    def _write_object_scale(self, env_ids: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
+        ids = env_ids.to(self.device)
+        model, fields = self.scene.model, self._object_model
+        factors = object_scale_factors(size_scale.double(), mass_scale.double())
+        for name in self._object_fields:
+            index = self._object_index[OBJECT_SCALED_FIELDS[name]]
+            base = torch.as_tensor(getattr(model, name), device=self.device)[index]  # compiled values, float64
+            value = (base * factors[name].to(self.device)).to(fields[name].dtype)
+            if isinstance(index, int):
+                fields[name][ids, index] = value
+            else:
+                fields[name][ids[:, None], index[None, :]] = value
+        # The world body's subtree holds everything: it gains what the object gains.
+        fields["body_subtreemass"][ids, 0] = (float(model.body_subtreemass[0])
+                                              + self._base_mass * (mass_scale.double().to(self.device) - 1.0)).float()
+
+    def memory_stats(self) -> dict[str, float]:
+        """Device memory in MiB: what Warp's allocator holds now and torch's peak (CUDA only)."""
+        if not self._on_cuda:
+            return {}
+        wp = self._wp
+        stats = {"torch_max_allocated_mib": torch.cuda.max_memory_allocated(self._torch_device) / 2**20}
+        try:
+            stats["warp_mempool_used_mib"] = wp.get_mempool_used_mem_current(self.wp_device) / 2**20
+            stats["warp_mempool_peak_mib"] = wp.get_mempool_used_mem_high(self.wp_device) / 2**20
+        except AttributeError:
+            pass
+        free, total = torch.cuda.mem_get_info(self._torch_device)
+        stats["device_used_mib"] = (total - free) / 2**20
+        return stats

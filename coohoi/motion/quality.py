@@ -1,0 +1,131 @@
+"""Quality measures of a clip of our humanoid, computed with MuJoCo kinematics of the real model geometry.
+
+- Foot sliding: a sole corner is in contact while it is within CONTACT_HEIGHT of the ground; a contact phase is a
+  run of consecutive frames in contact; its slide is the largest horizontal distance the corner moves from where
+  the phase began. Corners (not the foot origin) are tracked so that rolling on the heel or toe edge, which keeps
+  that edge still, counts as not sliding, while a flat foot dragged along the ground does.
+- Ground penetration: the lowest point of every humanoid geom (sphere, capsule, box) over all frames.
+- Joint limits: the largest amount any DoF passes its range.
+- Grip: while the clip marks both hands in contact (contacts[:, :2]), the distance from each hand centre to its
+  grip point: the middle of the box's side face, one hand radius out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from coohoi import humanoid as hum
+from coohoi.motion.clip import MotionClip
+from coohoi.motion.gait import FootGeometry
+from coohoi.motion.ik import HumanoidIK
+
+CONTACT_HEIGHT = 0.02  # m: a sole corner this close to the ground counts as touching it
+MAX_FOOT_SLIDE = 0.02  # m per contact phase
+MAX_PENETRATION = 0.01  # m below the ground
+JOINT_LIMIT_TOLERANCE = 1e-6  # rad
+MAX_GRIP_ERROR = 0.02  # m
+HAND_RADIUS = 0.04
+
+
+@dataclass
+class ClipQuality:
+    max_foot_slide: float  # m, worst contact phase of any sole corner
+    min_geom_height: float  # m, lowest point of any geom (negative = below the ground)
+    max_limit_violation: float  # rad
+    max_grip_error: float  # m, nan when the clip has no gripping frames
+    grip_frames: int
+
+
+class ClipMeasure:
+    """Per-frame world geometry of a clip's humanoid (one MuJoCo model, reused)."""
+
+    def __init__(self):
+        self.ik = HumanoidIK()
+        self.model = self.ik.model
+        self.foot = FootGeometry.from_model(self.model)
+        self.foot_ids = [self.model.body(n).id for n in ("right_foot", "left_foot")]
+        self.hand_ids = [self.model.body(n).id for n in ("right_hand", "left_hand")]
+
+    def frames(self, clip: MotionClip):
+        for root_pos, root_quat, dof in zip(clip.root_pos, clip.root_quat, clip.dof_pos):
+            yield self.ik.forward(root_pos, root_quat, dof)
+
+    def sole_corners(self, clip: MotionClip) -> np.ndarray:
+        """World positions [T, 2 feet, 4, 3] of the sole corners (right foot, left foot)."""
+        local = self.foot.sole_corners()
+        out = np.zeros((clip.num_frames, 2, 4, 3))
+        for i, d in enumerate(self.frames(clip)):
+            for f, bid in enumerate(self.foot_ids):
+                out[i, f] = d.xpos[bid] + local @ d.xmat[bid].reshape(3, 3).T
+        return out
+
+    def lowest_points(self, clip: MotionClip) -> np.ndarray:
+        """Lowest z [T, ngeom] of every geom."""
+        m = self.model
+        out = np.zeros((clip.num_frames, m.ngeom))
+        signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+        for i, d in enumerate(self.frames(clip)):
+            for g in range(m.ngeom):
+                pos, rot, size = d.geom_xpos[g], d.geom_xmat[g].reshape(3, 3), m.geom_size[g]
+                kind = m.geom_type[g]
+                if kind == mujoco.mjtGeom.mjGEOM_SPHERE:
+                    out[i, g] = pos[2] - size[0]
+                elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+                    out[i, g] = pos[2] - abs(rot[2, 2]) * size[1] - size[0]
+                elif kind == mujoco.mjtGeom.mjGEOM_BOX:
+                    out[i, g] = np.min(pos[2] + (signs * size) @ rot[2])
+                else:
+                    raise ValueError(f"geom type {kind} of geom {g} is not measured")
+        return out
+
+    def hand_positions(self, clip: MotionClip) -> np.ndarray:
+        """[T, 2, 3] hand centres (right, left)."""
+        return np.array([[d.xpos[b].copy() for b in self.hand_ids] for d in self.frames(clip)])
+
+
+def contact_phase_slides(points: np.ndarray, contact_height: float = CONTACT_HEIGHT) -> list[float]:
+    """Slide of every contact phase of one point track [T, 3]: largest horizontal distance from the phase start."""
+    touching = points[:, 2] < contact_height
+    slides, start = [], None
+    for i in range(len(points) + 1):
+        if i < len(points) and touching[i]:
+            start = i if start is None else start
+        elif start is not None:
+            phase = points[start:i, :2]
+            slides.append(float(np.max(np.linalg.norm(phase - phase[0], axis=-1))))
+            start = None
+    return slides
+
+
+def grip_points(clip: MotionClip) -> np.ndarray:
+    """[T, 2, 3] grip points (right side, left side of the box) from the clip's object pose and size."""
+    half_width = clip.object_size[1] / 2
+    out = np.zeros((clip.num_frames, 2, 3))
+    for i, (pos, quat) in enumerate(zip(clip.object_pos, clip.object_quat)):
+        rot = np.zeros(9)
+        mujoco.mju_quat2Mat(rot, quat)
+        y_axis = rot.reshape(3, 3)[:, 1]
+        out[i, 0] = pos - (half_width + HAND_RADIUS) * y_axis
+        out[i, 1] = pos + (half_width + HAND_RADIUS) * y_axis
+    return out
+
+
+def measure_clip(clip: MotionClip, measure: ClipMeasure | None = None) -> ClipQuality:
+    measure = measure or ClipMeasure()
+    corners = measure.sole_corners(clip)
+    slides = [s for f in range(2) for c in range(4) for s in contact_phase_slides(corners[:, f, c])]
+    lowest = measure.lowest_points(clip)
+    lower, upper = measure.ik.lower, measure.ik.upper
+    violation = float(np.max(np.maximum(lower - clip.dof_pos, 0) + np.maximum(clip.dof_pos - upper, 0)))
+    grip_err, grip_frames = float("nan"), 0
+    if clip.contacts is not None and clip.object_pos is not None:
+        gripping = np.all(clip.contacts[:, :2] > 0.5, axis=-1)
+        grip_frames = int(gripping.sum())
+        if grip_frames:
+            err = np.linalg.norm(measure.hand_positions(clip) - grip_points(clip), axis=-1)
+            grip_err = float(err[gripping].max())
+    return ClipQuality(max_foot_slide=max(slides, default=0.0), min_geom_height=float(lowest.min()),
+                       max_limit_violation=violation, max_grip_error=grip_err, grip_frames=grip_frames)

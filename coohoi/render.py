@@ -1,0 +1,197 @@
+"""Offscreen rendering of humanoid states: kinematic playback of clips now, policy playback later.
+
+The OpenGL backend is chosen here rather than by MUJOCO_GL at `import mujoco` time (mujoco is imported long before
+anyone renders): MUJOCO_GL if it names one, else EGL, then OSMesa. On a headless Debian machine EGL needs
+`apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri` (OSMesa: `libosmesa6`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from coohoi import humanoid as hum
+from coohoi.config import SceneConfig
+from coohoi.scene import Scene, build_scene
+
+HEADLESS_BACKENDS = ("egl", "osmesa")
+APT_HINT = "apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri   (or libosmesa6 for MUJOCO_GL=osmesa)"
+# Tracking camera: looks at the root from this distance (m), azimuth and elevation (degrees), at this height (m).
+CAMERA_DISTANCE = 4.0
+CAMERA_AZIMUTH = 135.0
+CAMERA_ELEVATION = -15.0
+CAMERA_LOOKAT_HEIGHT = 0.8
+DEFAULT_SIZE = (640, 480)
+# The scene's one overhead light leaves the sides dark; the camera's headlight fills in.
+HEADLIGHT_AMBIENT = 0.35
+HEADLIGHT_DIFFUSE = 0.5
+VIDEO_SUFFIXES = (".mp4", ".gif", ".mkv", ".avi")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class RenderError(RuntimeError):
+    """No OpenGL backend could be loaded, or a render setting cannot work."""
+
+
+def _context_class(backend: str):
+    if backend == "egl":
+        from mujoco.egl import GLContext
+    elif backend == "osmesa":
+        from mujoco.osmesa import GLContext
+    elif backend == "glfw":
+        from mujoco.glfw import GLContext
+    else:
+        raise RenderError(f"unknown OpenGL backend {backend!r}; choose egl, osmesa or glfw")
+    return GLContext
+
+
+def make_gl_context(width: int, height: int, backend: str | None = None):
+    """An offscreen OpenGL context from the first backend that loads; returns (context, backend name)."""
+    requested = backend or os.environ.get("MUJOCO_GL", "").strip().lower()
+    candidates = [requested] if requested in HEADLESS_BACKENDS + ("glfw",) else list(HEADLESS_BACKENDS)
+    errors = []
+    for name in candidates:
+        try:
+            context = _context_class(name)(width, height)
+            context.make_current()
+            return context, name
+        except Exception as exc:  # missing library, no display, wrong PyOpenGL platform: try the next one
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    raise RenderError("no OpenGL backend could be loaded for offscreen rendering (" + "; ".join(errors) +
+                      f"). On Debian/Ubuntu: {APT_HINT}")
+
+
+@dataclass
+class TrackingCamera:
+    """A free camera that follows the root horizontally."""
+
+    distance: float = CAMERA_DISTANCE
+    azimuth: float = CAMERA_AZIMUTH
+    elevation: float = CAMERA_ELEVATION
+    lookat_height: float = CAMERA_LOOKAT_HEIGHT
+
+    def apply(self, cam: mujoco.MjvCamera, root_pos: np.ndarray) -> None:
+        cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+        cam.lookat[:] = (root_pos[0], root_pos[1], self.lookat_height)
+        cam.distance, cam.azimuth, cam.elevation = self.distance, self.azimuth, self.elevation
+
+
+class HumanoidRenderer:
+    """Renders states of a scene (humanoids, object, floor) to RGB arrays [H, W, 3] uint8, offscreen."""
+
+    def __init__(self, scene: Scene | None = None, width: int = DEFAULT_SIZE[0], height: int = DEFAULT_SIZE[1],
+                 backend: str | None = None, show_object: bool = True):
+        if width < 1 or height < 1:
+            raise RenderError(f"image size must be positive, got {width}x{height}")
+        self.scene = scene or build_scene(SceneConfig())
+        self.model = self.scene.model
+        self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, width)
+        self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, height)
+        self.model.vis.headlight.ambient[:] = HEADLIGHT_AMBIENT
+        self.model.vis.headlight.diffuse[:] = HEADLIGHT_DIFFUSE
+        if not show_object:  # clips without an object: hide the scene's object instead of rebuilding the scene
+            self.model.geom_rgba[self.scene.object_geom_ids, 3] = 0.0
+        self.width, self.height = width, height
+        self.data = mujoco.MjData(self.model)
+        self._gl, self.backend = make_gl_context(width, height, backend)
+        self._context = mujoco.MjrContext(self.model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
+        self._scene = mujoco.MjvScene(self.model, maxgeom=1000)
+        self._option = mujoco.MjvOption()
+        self._camera = mujoco.MjvCamera()
+        self._rect = mujoco.MjrRect(0, 0, width, height)
+
+    def set_state(self, qpos: np.ndarray) -> None:
+        """Set the full model qpos [nq] and compute kinematics."""
+        qpos = np.asarray(qpos, dtype=np.float64)
+        if qpos.shape != (self.model.nq,):
+            raise ValueError(f"qpos must have shape ({self.model.nq},), got {qpos.shape}")
+        self.data.qpos[:] = qpos
+        mujoco.mj_kinematics(self.model, self.data)
+
+    def render(self, qpos: np.ndarray | None = None, camera: TrackingCamera | None = None,
+               segmentation: bool = False) -> np.ndarray:
+        """RGB image [H, W, 3] uint8; with segmentation, an int array [H, W] of geom ids (-1 = background)."""
+        if qpos is not None:
+            self.set_state(qpos)
+        root = self.data.qpos[self.scene.qpos_start[0]:self.scene.qpos_start[0] + 3]
+        (camera or TrackingCamera()).apply(self._camera, root)
+        self._gl.make_current()
+        self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = segmentation
+        self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = segmentation
+        mujoco.mjv_updateScene(self.model, self.data, self._option, None, self._camera,
+                               mujoco.mjtCatBit.mjCAT_ALL, self._scene)
+        mujoco.mjr_render(self._rect, self._scene, self._context)
+        rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        mujoco.mjr_readPixels(rgb, None, self._rect, self._context)
+        rgb = np.flipud(rgb)
+        if not segmentation:
+            return rgb.copy()
+        ids = rgb[..., 0].astype(np.int64) + (rgb[..., 1].astype(np.int64) << 8) + (rgb[..., 2].astype(np.int64) << 16)
+        geom_of = np.full(self._scene.ngeom + 1, -1, dtype=np.int64)
+        for i in range(self._scene.ngeom):
+            g = self._scene.geoms[i]
+            if g.objtype == mujoco.mjtObj.mjOBJ_GEOM:
+                geom_of[g.segid + 1] = g.objid
+        return geom_of[np.clip(ids, 0, self._scene.ngeom)]
+
+    def humanoid_geom_ids(self, k: int = 0) -> np.ndarray:
+        bodies = self.scene.body_ids[k]
+        return np.nonzero(np.isin(self.model.geom_bodyid, bodies))[0]
+
+    def close(self) -> None:
+        if self._context is not None:
+            self._gl.make_current()
+            self._context.free()
+            self._context = None
+        if self._gl is not None:
+            self._gl.free()
+            self._gl = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def humanoid_qpos(scene: Scene, root_pos, root_quat, dof_pos, object_pos=None, object_quat=None,
+                  k: int = 0) -> np.ndarray:
+    """Full model qpos [nq] with humanoid k at the given pose (others and the object at their defaults)."""
+    qpos = scene.default_qpos.copy()
+    start = int(scene.qpos_start[k])
+    qpos[start:start + 3] = root_pos
+    qpos[start + 3:start + 7] = root_quat
+    qpos[start + 7:start + hum.QPOS_SIZE] = dof_pos
+    if object_pos is not None:
+        qpos[scene.object_qpos_start:scene.object_qpos_start + 3] = object_pos
+        qpos[scene.object_qpos_start + 3:scene.object_qpos_start + 7] = object_quat
+    return qpos
+
+
+def write_frames(path: str | Path, frames, fps: float) -> None:
+    """Frames (iterable of [H, W, 3] uint8) to a video (.mp4 via imageio-ffmpeg, .gif) or, one frame, an image."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        imageio.imwrite(path, next(iter(frames)))
+        return
+    if suffix not in VIDEO_SUFFIXES:
+        raise RenderError(f"{path}: unknown output type {suffix!r}; use one of {VIDEO_SUFFIXES + IMAGE_SUFFIXES}")
+    if suffix == ".gif":
+        writer = imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0)
+    else:
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError as exc:
+            raise RenderError("writing video needs imageio-ffmpeg: pip install imageio-ffmpeg") from exc
+        writer = imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=8)
+    with writer:
+        for frame in frames:
+            writer.append_data(frame)

@@ -1,0 +1,45 @@
+"""Task environments (installed as coohoi.envs): `make_env(cfg)` builds the one named by cfg.task.name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coohoi.config import EngineConfig, SceneConfig
+from coohoi.envs.amp_locomotion import AmpLocomotionEnv
+from coohoi.envs.carry import CarryEnv
+from coohoi.envs.config import (
+    AmpLocomotionEnvConfig,
+    CarryEnvConfig,
+    EnvConfigError,
+    HumanoidEnvConfig,
+    to_dataclass,
+)
+from coohoi.envs.humanoid_env import HumanoidEnv
+
+# Task name -> (env class, its config dataclass).
+TASKS: dict[str, tuple[type[HumanoidEnv], type[HumanoidEnvConfig]]] = {
+    "amp_locomotion": (AmpLocomotionEnv, AmpLocomotionEnvConfig),
+    "carry_box": (CarryEnv, CarryEnvConfig),
+    "carry_box_curriculum": (CarryEnv, CarryEnvConfig),
+}
+
+
+def task_configs(cfg: Any) -> tuple[type[HumanoidEnv], HumanoidEnvConfig, SceneConfig, EngineConfig]:
+    """Check the composed config's task and engine sections against their dataclasses."""
+    name = cfg.task.name
+    if name not in TASKS:
+        raise EnvConfigError(f"unknown task.name {name!r}; known tasks: {', '.join(TASKS)}")
+    env_cls, env_cfg_cls = TASKS[name]
+    env_cfg = to_dataclass(env_cfg_cls, cfg.task.get("env"), "task.env")
+    scene_cfg = to_dataclass(SceneConfig, cfg.task.get("scene"), "task.scene")
+    engine_cfg = to_dataclass(EngineConfig, cfg.engine, "engine")
+    return env_cls, env_cfg, scene_cfg, engine_cfg
+
+
+def make_env(cfg: Any, motion_lib=None) -> HumanoidEnv:
+    """The task environment for a composed config (cfg.task, cfg.engine, cfg.seed)."""
+    env_cls, env_cfg, scene_cfg, engine_cfg = task_configs(cfg)
+    return env_cls(env_cfg, scene_cfg, engine_cfg, seed=int(cfg.get("seed", 0)), motion_lib=motion_lib)
+
+
+__all__ = ["TASKS", "AmpLocomotionEnv", "CarryEnv", "EnvConfigError", "HumanoidEnv", "make_env", "task_configs"]

@@ -1,0 +1,152 @@
+"""The carry task (reference §2-4, §7-8): walk to a box, pick it up, carry it to a target pose and put it down.
+
+Box and target placement are sampled over distance and angle (the published code left the angles at zero). The
+target is state only (no physics body). Observations and rewards are computed per agent from its handle of the
+object (coohoi.envs.observations.Handle); for the single agent the handle is the whole box.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coohoi.engine.base import HumanoidState, ObjectState
+from coohoi.envs.config import CarryEnvConfig
+from coohoi.envs.humanoid_env import HumanoidEnv
+from coohoi.envs.observations import (
+    TASK_OBS_LAYOUT,
+    TASK_OBS_NOISY_PARTS,
+    TASK_OBS_SIZE,
+    Handle,
+    HandlePose,
+    carry_task_obs,
+    place_handle,
+    whole_box_handle,
+)
+from coohoi.envs.rewards import carry_reward, carry_state
+from coohoi.envs.terminations import kicked
+from coohoi.motion.kinematics import ForwardKinematics
+from coohoi.rotations import yaw_quat
+
+
+class CarryEnv(HumanoidEnv):
+    cfg: CarryEnvConfig
+    task_obs_size = TASK_OBS_SIZE
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.num_agents != 1:
+            raise ValueError(f"the carry task controls one humanoid per environment; scene.num_humanoids is "
+                             f"{self.num_agents} (cooperative carrying is a separate task)")
+        n = self.num_envs
+        self.target_pos = torch.zeros(n, 3, dtype=self.dtype, device=self.device)
+        self.target_quat = torch.zeros(n, 4, dtype=self.dtype, device=self.device)
+        self.target_quat[:, 0] = 1.0
+        # First step at which the object came within the success distance of the target (-1: not yet).
+        self.first_success_step = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        noisy = torch.zeros(TASK_OBS_SIZE, dtype=torch.bool, device=self.device)
+        for part in TASK_OBS_NOISY_PARTS:
+            noisy[TASK_OBS_LAYOUT[part]] = True
+        self._noisy_task_obs = noisy
+        self.fk = ForwardKinematics(device=self.device, dtype=self.dtype)
+
+    # ---- handles --------------------------------------------------------------------------------------------
+    def handles(self) -> Handle:
+        """Each row's handle in the object frame (single agent: the whole box)."""
+        return whole_box_handle(self.per_row(self.engine.object_half_extents))
+
+    def handle_poses(self) -> tuple[HandlePose, HandlePose]:
+        """Each row's handle at the object's current pose and at the target pose."""
+        e, h = self.engine, self.handles()
+        current = place_handle(self.per_row(e.object_pos), self.per_row(e.object_quat), h, self.cfg.stand_offset)
+        target = place_handle(self.per_row(self.target_pos), self.per_row(self.target_quat), h, self.cfg.stand_offset)
+        return current, target
+
+    # ---- resets ---------------------------------------------------------------------------------------------
+    def _object_start(self, env_ids: torch.Tensor, humanoid: HumanoidState) -> ObjectState:
+        """Box on the ground at a sampled distance and direction from the humanoid, with a sampled yaw; the target
+        at a sampled distance and direction from the box, at the box's resting height, with a sampled yaw."""
+        c, n = self.cfg, env_ids.numel()
+        if c.randomize_object:
+            self.engine.randomize_object(env_ids)
+        rest_height = self.engine.object_half_extents[env_ids, 2]
+        origin = humanoid.root_pos[:, 0, :2]
+
+        def ring(center, distance_range, direction_range, min_distance=None):
+            d = self._uniform(n, *distance_range)
+            if min_distance is not None:
+                d = torch.maximum(d, min_distance)
+            a = self._uniform(n, *direction_range)
+            return center + d.unsqueeze(-1) * torch.stack((torch.cos(a), torch.sin(a)), dim=-1)
+
+        box_xy = ring(origin, c.box_distance_range, c.box_direction_range, self._box_min_distance(env_ids, humanoid))
+        box_pos = torch.cat((box_xy, rest_height.unsqueeze(-1)), dim=-1)
+        box_quat = yaw_quat(self._uniform(n, *c.box_yaw_range))
+        target_xy = ring(box_xy, c.target_distance_range, c.target_direction_range)
+        self.target_pos[env_ids] = torch.cat((target_xy, rest_height.unsqueeze(-1)), dim=-1)
+        self.target_quat[env_ids] = yaw_quat(self._uniform(n, *c.target_yaw_range))
+        return ObjectState(box_pos, box_quat, torch.zeros_like(box_pos), torch.zeros_like(box_pos))
+
+    def _box_min_distance(self, env_ids: torch.Tensor, humanoid: HumanoidState) -> torch.Tensor:
+        """[n] Nearest the box centre may start to the root: the reach of the humanoid's low bodies (those below the
+        box top plus the clearance) around the root, plus the box's bounding radius and the clearance."""
+        half = self.engine.object_half_extents[env_ids]
+        body_pos, _ = self.fk(humanoid.root_pos[:, 0], humanoid.root_quat[:, 0], humanoid.dof_pos[:, 0])
+        reach = (body_pos[..., :2] - humanoid.root_pos[:, :1, :2]).norm(dim=-1)
+        low = body_pos[..., 2] < (2.0 * half[:, 2:3] + self.cfg.box_clearance)
+        reach = torch.where(low, reach, torch.zeros_like(reach)).amax(dim=-1)
+        return reach + half[:, :2].norm(dim=-1) + self.cfg.box_clearance
+
+    def _after_reset(self, env_ids: torch.Tensor) -> None:
+        self.first_success_step[env_ids] = -1
+
+    # ---- observation, reward, termination -------------------------------------------------------------------
+    def _task_obs(self) -> torch.Tensor:
+        e = self.engine
+        current, target = self.handle_poses()
+        density = self.per_row(e.object_mass / (8.0 * e.object_half_extents.prod(dim=-1))) * self.cfg.density_scale
+        obs = carry_task_obs(self.rows(e.root_pos), self.rows(e.root_quat), current, target,
+                             self.per_row(e.object_lin_vel), self.per_row(e.object_ang_vel), density)
+        if self.cfg.task_obs_noise_std > 0:
+            noise = torch.randn(obs.shape, generator=self.generator, dtype=self.dtype).to(self.device)
+            obs = obs + self.cfg.task_obs_noise_std * noise * self._noisy_task_obs
+        return obs
+
+    def _task_reward(self):
+        e = self.engine
+        current, target = self.handle_poses()
+        hand_pos = self.rows(e.body_pos)[:, self.hand_body_ids]
+        return carry_reward(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.root_lin_vel), hand_pos,
+                            current, target, self.cfg)
+
+    def _task_terminated(self) -> dict[str, torch.Tensor]:
+        if not self.cfg.enable_kicked_termination:
+            return {}
+        e, c = self.engine, self.cfg
+        hand_height = self.rows(e.body_pos)[:, self.hand_body_ids, 2].mean(dim=-1)
+        return {"kicked": kicked(self.per_row(e.object_lin_vel), self.per_row(e.object_pos[:, 2]), hand_height,
+                                 c.kicked_speed, c.kicked_box_height, c.kicked_hand_height)}
+
+    # ---- metrics (reference §8) -----------------------------------------------------------------------------
+    def object_target_distance(self) -> torch.Tensor:
+        """[num_envs] 3D distance of the object centre from the target (at resting height)."""
+        return (self.engine.object_pos - self.target_pos).norm(dim=-1)
+
+    def _after_physics(self) -> None:
+        within = self.object_target_distance() < self.cfg.success_distance
+        self.first_success_step = torch.where(within & (self.first_success_step < 0), self.progress,
+                                              self.first_success_step)
+
+    def _episode_metrics(self, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        dist = self.object_target_distance()[env_ids].to(torch.float64)
+        success = dist < self.cfg.success_distance
+        nan = torch.full_like(dist, float("nan"))
+        first = self.first_success_step[env_ids].to(torch.float64)
+        current, target = self.handle_poses()
+        state = carry_state(current, target, self.cfg)
+        return {
+            "success_rate": success.to(torch.float64),
+            "final_distance_m": dist,
+            "precision_cm": torch.where(success, 100.0 * dist, nan),
+            "completion_time_s": torch.where(success & (first >= 0), first * self.policy_dt, nan),
+            "placed_rate": state["placed"].view(self.num_envs, -1).all(dim=1)[env_ids].to(torch.float64),
+        }

@@ -1,0 +1,171 @@
+"""Typed configs of the task environments. The `env` section of cfg/task/<name>.yaml is checked against these
+dataclasses, so an unknown or misspelled key stops with a message that names it. Every constant that the
+observation, reward and termination functions use lives here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from coohoi import humanoid as hum
+from coohoi.assets import ASSET_DIR
+from coohoi.envs.rewards import REWARD_TERMS
+
+RESET_MODES = ("default", "reference", "mix")
+
+
+class EnvConfigError(ValueError):
+    """A task environment setting that cannot work; the message names the setting."""
+
+
+@dataclass
+class HumanoidEnvConfig:
+    """What every humanoid task shares: episodes, resets, actions, falls and the AMP feature history."""
+
+    episode_length: int = 300  # policy steps (30 Hz)
+    # Start states: the default standing pose, reference states sampled from the motion library, or a mix.
+    reset_mode: str = "mix"
+    reference_reset_prob: float = 0.5  # mix: probability of a reference start
+    random_heading: bool = True  # turn every start state by a random yaw about the root
+    reference_height_offset: float = 0.0  # added to the root height of reference starts (metres)
+    motion_dataset: str = "motions/dataset.yaml"  # relative paths are inside the shipped assets (coohoi.assets)
+
+    # Fall termination (reference §2): a non-contact body has contact force and a non-contact body is low.
+    enable_early_termination: bool = True
+    fall_height: float = 0.2
+    head_fall_height: float = 0.3
+    fall_contact_force: float = 0.1  # newtons: a body with more net contact force than this touches something
+    contact_bodies: list[str] = field(default_factory=lambda: ["right_foot", "left_foot"])
+    termination_grace_steps: int = 1  # no early termination this many steps after a reset (settling contacts)
+
+    # Action -> PD target (reference §2): 3-DoF groups offset 0, scale min(f3 * max|limit|, cap);
+    # 1-DoF groups offset mid, scale f1 * (high - low).
+    action_scale_3dof: float = 1.2
+    action_scale_3dof_cap: float = math.pi
+    action_scale_1dof: float = 0.7
+    clip_actions: bool = True  # clamp actions to [-1, 1]
+
+    amp_history: int = 10  # AMP frames per discriminator sample (CooHOI)
+    proprio_noise_std: float = 0.0  # Gaussian noise on the 223 proprioception numbers
+
+
+@dataclass
+class AmpLocomotionEnvConfig(HumanoidEnvConfig):
+    # The scene always holds an object; locomotion parks it out of the way, this far (x, y) from the origin.
+    object_park_xy: list[float] = field(default_factory=lambda: [25.0, 25.0])
+
+
+@dataclass
+class CarryEnvConfig(HumanoidEnvConfig):
+    """The carry task (reference §2-4, §7-8)."""
+
+    episode_length: int = 600
+    contact_bodies: list[str] = field(
+        default_factory=lambda: ["right_foot", "left_foot", "right_hand", "left_hand"])
+
+    # Placement (reference §7): box distance from the humanoid and target distance from the box, metres; angles
+    # (direction of the offset, and each yaw) are sampled uniformly in the given ranges (radians).
+    box_distance_range: list[float] = field(default_factory=lambda: [0.5, 10.0])
+    box_direction_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    box_yaw_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    target_distance_range: list[float] = field(default_factory=lambda: [1.5, 10.0])
+    target_direction_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    target_yaw_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    # The box never starts inside the humanoid (the contact solver would launch it): its bounding circle stays
+    # this far (xy) from every body origin lower than the box top plus this margin.
+    box_clearance: float = 0.15
+    randomize_object: bool = True  # sample size and mass from scene.object.{size,mass}_scale_range at every reset
+
+    # Handle geometry: standing point this far outside the handle's -x face, on the ground.
+    stand_offset: float = 0.2
+
+    # Rewards (reference §4): coefficients of the exponentials, thresholds and weights.
+    walk_pos_coef: float = 2.0
+    walk_vel_coef: float = 2.0
+    walk_target_speed: float = 1.0  # m/s toward the standing point
+    walk_arrived_distance: float = 0.2  # within this xy distance of the standing point the walk terms are 1
+    held_coef: float = 5.0
+    carry_far_coef: float = 0.5
+    carry_near_coef: float = 10.0
+    putdown_coef: float = 5.0
+    near_xy_sq: float = 0.04  # "near the target": squared xy error at most this (two agents: 0.25)
+    carry_height: float = 0.6  # carry terms count once the held point is this high (or near the target)
+    placed_height_tolerance: float = 0.05  # held = 1 once near the target and within this of its resting height
+    reward_weights: dict[str, float] = field(default_factory=lambda: {
+        "walk_pos": 0.1, "walk_vel": 0.1, "walk_face": 0.1, "held": 0.4, "carry_far": 0.1,
+        "carry_near": 0.2, "carry_face": 0.2, "carry_dir": 0.1, "putdown": 0.1})
+
+    # "Kicked box" termination (reference §2).
+    enable_kicked_termination: bool = True
+    kicked_speed: float = 1.0  # horizontal box speed, m/s
+    kicked_box_height: float = 0.3  # box centre below this
+    kicked_hand_height: float = 0.5  # mean hand height above this
+
+    # Success (reference §8): object centre within this 3D distance of the target at resting height.
+    success_distance: float = 0.2
+    density_scale: float = 1.0 / 40.0  # the density observation is density * this (the 0.5 m, 5 kg box gives 1)
+    task_obs_noise_std: float = 0.0  # Gaussian noise on the object and target positions/corners of the task obs
+
+
+T = TypeVar("T")
+
+
+def to_dataclass(cls: type[T], node: Any, where: str) -> T:
+    """Check a config node against a dataclass and build it; unknown keys and wrong types raise EnvConfigError
+    naming `where` and the key."""
+    if isinstance(node, cls):
+        return node
+    if node is None:
+        node = {}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), node)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+        raise EnvConfigError(f"bad setting in {where}{'.' + str(key) if key else ''}: {exc}") from exc
+
+
+def validate_humanoid_config(cfg: HumanoidEnvConfig, where: str = "task.env") -> None:
+    def fail(msg: str):
+        raise EnvConfigError(f"{where}.{msg}")
+
+    if cfg.reset_mode not in RESET_MODES:
+        fail(f"reset_mode must be one of {', '.join(RESET_MODES)}, got {cfg.reset_mode!r}")
+    if not 0.0 <= cfg.reference_reset_prob <= 1.0:
+        fail(f"reference_reset_prob must lie in [0, 1], got {cfg.reference_reset_prob}")
+    if cfg.episode_length < 2:
+        fail(f"episode_length must be at least 2, got {cfg.episode_length}")
+    if cfg.amp_history < 1:
+        fail(f"amp_history must be at least 1, got {cfg.amp_history}")
+    unknown = [b for b in cfg.contact_bodies if b not in hum.BODY_NAMES]
+    if unknown:
+        fail(f"contact_bodies has unknown bodies {unknown}; bodies are {', '.join(hum.BODY_NAMES)}")
+    if isinstance(cfg, CarryEnvConfig):
+        for name in ("box_distance_range", "box_direction_range", "box_yaw_range", "target_distance_range",
+                     "target_direction_range", "target_yaw_range"):
+            lo_hi = getattr(cfg, name)
+            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+                fail(f"{name} must be [low, high] with low <= high, got {lo_hi}")
+        missing = [t for t in REWARD_TERMS if t not in cfg.reward_weights]
+        extra = [t for t in cfg.reward_weights if t not in REWARD_TERMS]
+        if missing or extra:
+            fail(f"reward_weights must name exactly the terms {', '.join(REWARD_TERMS)} (missing {missing}, unknown {extra})")
+
+
+def resolve_dataset_path(path: str) -> Path:
+    """An absolute path, or one relative to the shipped assets (coohoi.assets)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = ASSET_DIR / p
+    if not p.exists():
+        raise EnvConfigError(f"task.env.motion_dataset: file not found: {p}")
+    return p
+
+
+def as_plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node

@@ -1,0 +1,152 @@
+"""Observations as pure batched tensor functions, all in the humanoid's heading frame (yaw-only rotation of the
+root). Rows are controlled humanoids; every argument has a leading row dimension.
+
+Proprioception (reference §3), PROPRIO_SIZE = 223 numbers:
+    root height 1 | 14 non-root body positions relative to the root 42 | 15 body rotations as 6D 90 |
+    15 body linear velocities 45 | 15 body angular velocities 45
+
+Carry task observation, TASK_OBS_SIZE = 76 numbers, computed from a per-agent *handle* of the object so that
+the cooperative phase reuses the layout unchanged (several agents, one object: each sees the object from its own
+handle, i.e. its own held point and standing point, and "the object" as the small box at its end). For a single
+agent the handle is the whole box. Layout (slices in TASK_OBS_LAYOUT):
+    density 1 | target handle-box corners 24 | target held point 3 | target handle rotation 6D 6 |
+    standing point 3 (z = 0) | handle-box corners 24 | held point 3 | handle rotation 6D 6 |
+    object linear velocity 3 | object angular velocity 3
+Positions are relative to the root, rotations and velocities are in the heading frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from coohoi import humanoid as hum
+from coohoi.rotations import heading_quat_inverse, quat_mul, quat_rotate, quat_to_tan_norm
+
+PROPRIO_SIZE = 1 + 3 * (hum.NUM_BODIES - 1) + 6 * hum.NUM_BODIES + 3 * hum.NUM_BODIES + 3 * hum.NUM_BODIES
+assert PROPRIO_SIZE == 223
+
+
+def _layout(parts: tuple[tuple[str, int], ...]) -> dict[str, slice]:
+    out, start = {}, 0
+    for name, size in parts:
+        out[name] = slice(start, start + size)
+        start += size
+    return out
+
+
+PROPRIO_LAYOUT = _layout((("root_height", 1), ("body_pos", 3 * (hum.NUM_BODIES - 1)), ("body_rot", 6 * hum.NUM_BODIES),
+                          ("body_lin_vel", 3 * hum.NUM_BODIES), ("body_ang_vel", 3 * hum.NUM_BODIES)))
+TASK_OBS_LAYOUT = _layout((
+    ("density", 1), ("target_corners", 24), ("target_pos", 3), ("target_rot", 6), ("stand_point", 3),
+    ("object_corners", 24), ("object_pos", 3), ("object_rot", 6), ("object_lin_vel", 3), ("object_ang_vel", 3),
+))
+TASK_OBS_SIZE = TASK_OBS_LAYOUT["object_ang_vel"].stop
+assert TASK_OBS_SIZE == 76
+# The task-observation parts that take observation noise (positions of the object and target).
+TASK_OBS_NOISY_PARTS = ("target_corners", "target_pos", "stand_point", "object_corners", "object_pos")
+
+# The 8 corners of a unit box, as signs of the half extents.
+BOX_CORNER_SIGNS = torch.tensor([[sx, sy, sz] for sx in (-1.0, 1.0) for sy in (-1.0, 1.0) for sz in (-1.0, 1.0)])
+
+
+@dataclass
+class Handle:
+    """Where one agent takes hold of an object, in the object's frame (rows = agents).
+
+    center: the handle box's centre (also the held point: the mean of the hands goes there) [R, 3]
+    quat: the handle box's rotation relative to the object (the far-end agent's is turned by pi about z) [R, 4]
+    half_extents: the handle box's half size [R, 3]
+    The standing point lies `stand_offset` outside the handle box's -x face, on the ground."""
+
+    center: torch.Tensor
+    quat: torch.Tensor
+    half_extents: torch.Tensor
+
+
+@dataclass
+class HandlePose:
+    """A handle placed in the world by an object pose: held point, rotation, corners [R, 8, 3], standing point."""
+
+    held_point: torch.Tensor
+    quat: torch.Tensor
+    corners: torch.Tensor
+    stand_point: torch.Tensor
+
+
+def whole_box_handle(half_extents: torch.Tensor) -> Handle:
+    """The single-agent handle: the whole box, held at its centre."""
+    rows = half_extents.shape[0]
+    identity = torch.zeros(rows, 4, dtype=half_extents.dtype, device=half_extents.device)
+    identity[:, 0] = 1.0
+    return Handle(torch.zeros_like(half_extents), identity, half_extents)
+
+
+def box_corners(center: torch.Tensor, quat: torch.Tensor, half_extents: torch.Tensor) -> torch.Tensor:
+    """World corners [R, 8, 3] of boxes with the given centres, rotations and half extents."""
+    signs = BOX_CORNER_SIGNS.to(dtype=center.dtype, device=center.device)
+    local = signs * half_extents.unsqueeze(1)
+    return center.unsqueeze(1) + quat_rotate(quat.unsqueeze(1).expand(-1, 8, -1), local)
+
+
+def place_handle(object_pos: torch.Tensor, object_quat: torch.Tensor, handle: Handle,
+                 stand_offset: float) -> HandlePose:
+    """The handle in the world when its object is at (object_pos, object_quat)."""
+    held = object_pos + quat_rotate(object_quat, handle.center)
+    quat = quat_mul(object_quat, handle.quat)
+    corners = box_corners(held, quat, handle.half_extents)
+    behind = torch.zeros_like(held)
+    behind[:, 0] = -(handle.half_extents[:, 0] + stand_offset)
+    stand = held + quat_rotate(quat, behind)
+    stand = torch.cat((stand[:, :2], torch.zeros_like(stand[:, 2:])), dim=-1)
+    return HandlePose(held, quat, corners, stand)
+
+
+def _to_heading(heading_inv: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors [R, ..., 3] by per-row quaternions [R, 4]."""
+    q = heading_inv.view(heading_inv.shape[:1] + (1,) * (v.dim() - 2) + (4,)).expand(v.shape[:-1] + (4,))
+    return quat_rotate(q, v)
+
+
+def proprioception(root_pos, root_quat, body_pos, body_quat, body_lin_vel, body_ang_vel) -> torch.Tensor:
+    """The 223-number proprioception [R, 223] from root [R, 3|4] and body [R, 15, 3|4] states (world frame)."""
+    heading_inv = heading_quat_inverse(root_quat)
+    rel_pos = _to_heading(heading_inv, body_pos[:, 1:] - root_pos.unsqueeze(1))
+    local_rot = quat_mul(heading_inv.unsqueeze(1).expand_as(body_quat), body_quat)
+    return torch.cat((
+        root_pos[:, 2:3],
+        rel_pos.flatten(1),
+        quat_to_tan_norm(local_rot).flatten(1),
+        _to_heading(heading_inv, body_lin_vel).flatten(1),
+        _to_heading(heading_inv, body_ang_vel).flatten(1),
+    ), dim=-1)
+
+
+def carry_task_obs(root_pos, root_quat, current: HandlePose, target: HandlePose, object_lin_vel, object_ang_vel,
+                   density_obs: torch.Tensor) -> torch.Tensor:
+    """The 76-number carry observation [R, 76] of each agent's handle (layout in TASK_OBS_LAYOUT).
+
+    density_obs [R] is the already scaled density; the standing point is seen at z = 0 (on the ground)."""
+    heading_inv = heading_quat_inverse(root_quat)
+
+    def rel(p):  # positions [R, ..., 3] relative to the root, in the heading frame
+        return _to_heading(heading_inv, p - root_pos.view(root_pos.shape[:1] + (1,) * (p.dim() - 2) + (3,)))
+
+    def rot6(q):  # rotations [R, 4] as 6D in the heading frame
+        return quat_to_tan_norm(quat_mul(heading_inv, q))
+
+    stand = rel(current.stand_point)
+    stand = torch.cat((stand[:, :2], torch.zeros_like(stand[:, 2:])), dim=-1)
+    return torch.cat((
+        density_obs.unsqueeze(-1),
+        rel(target.corners).flatten(1),
+        rel(target.held_point),
+        rot6(target.quat),
+        stand,
+        rel(current.corners).flatten(1),
+        rel(current.held_point),
+        rot6(current.quat),
+        _to_heading(heading_inv, object_lin_vel),
+        _to_heading(heading_inv, object_ang_vel),
+    ), dim=-1)

@@ -1,0 +1,180 @@
+"""The AMP agent on rl-games, the adapters and checkpoints, driven by a tiny fake task env (fast)."""
+
+import pytest
+import torch
+
+from coohoi.agents.adapter import GymnasiumVectorEnv, RlGamesVecEnv
+from coohoi.agents.amp_modules import style_reward
+from coohoi.agents.checkpoint import CheckpointError
+from coohoi.agents.train import derive_minibatch_size, make_agent, train_settings
+from coohoi.cli import compose
+from fake_task_env import FakeTaskEnv
+
+SMALL = ["task.train.mlp_units=[64,64]", "task.train.disc_units=[64,64]", "task.train.amp.demo_buffer_size=4000",
+         "task.train.amp.replay_buffer_size=4000", "torch_threads=1"]
+
+
+def _cfg(tmp_path, *overrides):
+    return compose(["task=amp_locomotion", f"output_dir={tmp_path}", *SMALL, *overrides])
+
+
+def _agent(tmp_path, *overrides, env=None, rows=None):
+    rows = [] if rows is None else rows
+    agent, _ = make_agent(_cfg(tmp_path, *overrides), env=env or FakeTaskEnv(16),
+                          on_epoch_end=lambda _a, m: rows.append(m))
+    return agent, rows
+
+
+def test_minibatch_is_a_divisor_of_the_batch():
+    assert derive_minibatch_size(16384, 4096 * 32) == 16384
+    assert derive_minibatch_size(16384, 256 * 32) == 8192
+    assert derive_minibatch_size(16384, 8 * 32) == 256
+    assert derive_minibatch_size(100, 96) == 96
+    assert derive_minibatch_size(40, 96) == 32
+
+
+def test_train_settings_follow_reference_and_shortcuts(tmp_path):
+    cfg = compose(["task=carry_box", "train.max_epochs=7"])
+    t = train_settings(cfg)
+    assert t["max_epochs"] == 7
+    assert (t["learning_rate"], t["gamma"], t["tau"], t["e_clip"], t["horizon_length"], t["mini_epochs"]) == (
+        2e-5, 0.99, 0.95, 0.2, 32, 6)
+    assert (t["critic_coef"], t["bounds_loss_coef"], t["entropy_coef"], t["grad_norm"]) == (5.0, 10.0, 0.0, 1.0)
+    assert t["mlp_units"] == [1024, 512] and t["disc_units"] == [1024, 512] and t["sigma_init"] == -2.9
+    assert (t["task_reward_weight"], t["style_reward_weight"]) == (0.5, 0.5)
+    amp = t["amp"]
+    assert (amp["disc_coef"], amp["disc_grad_penalty"], amp["disc_logit_reg"], amp["disc_weight_decay"]) == (
+        5.0, 5.0, 0.01, 1e-4)
+    assert (amp["batch_size"], amp["minibatch_size"], amp["replay_keep_prob"]) == (512, 4096, 0.01)
+    loco = train_settings(compose(["task=amp_locomotion"]))
+    assert (loco["task_reward_weight"], loco["style_reward_weight"]) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="train.bogus"):
+        train_settings(compose(["task=carry_box", "+train.bogus=1"]))
+
+
+def test_network_has_fixed_std_and_discriminator(tmp_path):
+    agent, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    net = agent.model.a2c_network
+    assert not net.sigma.requires_grad
+    assert torch.allclose(net.sigma, torch.full((4,), -2.9))
+    assert net.disc.input_size == 6 and agent.model.amp_mean_std.mean.shape == (6,)
+    assert agent.minibatch_size == 16 * 32
+    assert any(p is net.disc.logit.weight for g in agent.optimizer.param_groups for p in g["params"])
+
+
+def test_rollout_combines_task_and_style_rewards(tmp_path):
+    agent, _ = _agent(tmp_path, "task.train.task_reward_weight=0.3", "task.train.style_reward_weight=0.7")
+    agent.init_tensors()
+    agent.obs = agent.env_reset()
+    agent.set_eval()
+    with torch.no_grad():
+        batch = agent.play_steps()
+    t = agent.experience_buffer.tensor_dict
+    with torch.no_grad():
+        expected_style = style_reward(agent.model.disc_logits(t["amp_obs"].reshape(-1, 6))).reshape(32, 16, 1)
+    assert torch.allclose(t["style_rewards"], expected_style)
+    assert t["style_rewards"].std() > 0
+    expected = 0.3 * t["task_rewards"] + 0.7 * t["style_rewards"]
+    expected = expected + agent.gamma * t["values"] * t["time_outs"].unsqueeze(-1)
+    assert torch.allclose(t["rewards"], expected)
+    assert t["time_outs"].sum() > 0  # 20-step episodes end inside a 32-step rollout
+    assert batch["amp_obs"].shape == (32 * 16, 6) and batch["returns"].shape == (32 * 16, 1)
+
+
+def test_training_on_fake_env_improves_style(tmp_path):
+    """Pure AMP (task weight 0): the discriminator first wins (style reward drops), then the policy moves toward
+    the demo actions, which the fake task reward (not trained on) also measures."""
+    agent, rows = _agent(tmp_path, "task.train.learning_rate=1e-3", "task.train.max_epochs=30",
+                         "task.train.sigma_init=-1.5", "task.train.task_reward_weight=0.0",
+                         "task.train.style_reward_weight=1.0")
+    agent.train()
+    assert [r["epoch"] for r in rows] == list(range(1, 31))
+    style = [r["rewards/style_per_step"] for r in rows]
+    task = [r["rewards/task_per_step"] for r in rows]
+    late_style = sum(style[-5:]) / 5
+    assert late_style > min(style[:6]) + 0.5, style
+    assert sum(task[-5:]) / 5 > sum(task[:3]) / 3 + 0.2, task
+    assert rows[-1]["amp/demo_accuracy"] > 0.5
+    assert (tmp_path / "amp_locomotion" / "nn" / "last.pth").is_file()
+    assert 0.0 <= rows[-1]["episodes/success_rate"] <= 1.0
+
+
+def test_resume_continues_epoch_counter_and_restores_state(tmp_path):
+    agent, _ = _agent(tmp_path, "task.train.max_epochs=2")
+    agent.train()
+    path = agent.last_checkpoint
+    saved = torch.load(path, weights_only=False)
+    assert saved["epoch"] == 2 and saved["coohoi"]["task"] == "amp_locomotion"
+    resumed, rows = _agent(tmp_path, "task.train.max_epochs=3")
+    resumed.restore(path, set_epoch=True)
+    assert resumed.epoch_num == 2 and resumed.frame == agent.frame
+    for a, b in zip(resumed.model.state_dict().values(), agent.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed.model.amp_mean_std.count.item() > 0
+    assert resumed.optimizer.state_dict()["state"]  # Adam moments restored
+    resumed.train()
+    assert [r["epoch"] for r in rows] == [3]
+    assert torch.load(path, weights_only=False)["epoch"] == 3
+
+
+def test_bad_checkpoints_stop_with_clear_errors(tmp_path):
+    agent, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        agent.restore(str(tmp_path / "nope.pth"))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        agent.restore(str(garbage))
+    agent.train()
+    good = open(agent.last_checkpoint, "rb").read()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        agent.restore(str(truncated))
+    other, _ = _agent(tmp_path, "task.train.max_epochs=1", env=FakeTaskEnv(16, amp_history=3))
+    with pytest.raises(CheckpointError, match=r"does not fit.*disc.*\(1024|does not fit.*disc"):
+        other.restore(agent.last_checkpoint)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    agent, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    agent.train()
+    before = open(agent.last_checkpoint, "rb").read()
+
+    def failing_save(obj, f, *args, **kwargs):
+        open(f, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError):
+        agent.save_last()
+    assert open(agent.last_checkpoint, "rb").read() == before  # the old checkpoint is intact
+    assert not [p for p in (tmp_path / "amp_locomotion" / "nn").iterdir() if p.name.startswith(".")]
+
+
+def test_rlgames_adapter_stays_on_device_and_flags_time_outs():
+    env = FakeTaskEnv(4, max_episode_length=3)
+    vec = RlGamesVecEnv(env)
+    obs = vec.reset()
+    assert isinstance(obs, torch.Tensor) and obs.shape == (4, 8)
+    info_keys = vec.get_env_info()
+    assert info_keys["amp_observation_space"].shape == (6,) and info_keys["agents"] == 1
+    actions = torch.full((4, 4), 0.5)
+    for step in range(3):
+        obs, reward, dones, info = vec.step(actions)
+    assert dones.dtype == torch.uint8 and dones.tolist() == [1, 1, 1, 1]
+    assert info["time_outs"].tolist() == [True] * 4
+    assert vec.episode_summary()["success_rate"] == 1.0
+    assert vec.episode_summary() == {}
+
+
+def test_gymnasium_vector_env_interface():
+    env = GymnasiumVectorEnv(FakeTaskEnv(3), numpy=True)
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (3, 8) and env.observation_space.shape == (3, 8) and env.action_space.shape == (3, 4)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert obs.shape == (3, 8) and reward.shape == (3,) and terminated.dtype == bool
+    assert info["amp_obs"].shape == (3, 6)
+    torch_env = GymnasiumVectorEnv(FakeTaskEnv(3))
+    obs, _ = torch_env.reset()
+    assert isinstance(obs, torch.Tensor)
