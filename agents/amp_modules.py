@@ -128,25 +128,38 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
         self.register_buffer("var", torch.ones(size, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self._scale_cache = None  # (mean, 1 / std) in the dtype last normalised, until the next update
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, self.mean.shape[0]).to(torch.float64)
+        x = x.reshape(-1, self.mean.shape[0])
         batch_count = x.shape[0]
         if batch_count == 0:
             return
-        batch_mean = x.mean(dim=0)
-        batch_var = x.var(dim=0, unbiased=False)
+        batch_var, batch_mean = torch.var_mean(x, dim=0, unbiased=False)  # in the input's dtype: cheap
+        batch_var, batch_mean = batch_var.to(torch.float64), batch_mean.to(torch.float64)
         total = self.count + batch_count
         delta = batch_mean - self.mean
         self.mean += delta * (batch_count / total)
-        self.var.copy_((self.var * self.count + batch_var * batch_count + delta.square() * self.count * batch_count / total) / total)
+        merged_m2 = self.var * self.count + batch_var * batch_count + delta.square() * self.count * batch_count / total
+        self.var.copy_(merged_m2 / total)
         self.count.copy_(total)
+        self._scale_cache = None
+
+    def _scale(self, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = getattr(self, "_scale_cache", None)
+        if cache is None or cache[0].dtype != dtype or cache[0].device != self.mean.device:
+            cache = (self.mean.to(dtype), torch.rsqrt(self.var + NORMALISER_EPS).to(dtype))
+            self._scale_cache = cache
+        return cache
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean = self.mean.to(x.dtype)
-        std = torch.sqrt(self.var + NORMALISER_EPS).to(x.dtype)
-        return torch.clamp((x - mean) / std, -self.clip, self.clip)
+        mean, inv_std = self._scale(x.dtype)
+        return torch.clamp((x - mean) * inv_std, -self.clip, self.clip)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._scale_cache = None
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class ReplayBuffer:

@@ -24,22 +24,32 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from coohoi.agents.adapter import RLGAMES_ENV_NAME, RlGamesVecEnv, register_rlgames_env
-from coohoi.agents.checkpoint import CheckpointError  # noqa: F401  (re-exported: raised by restore)
+from coohoi.agents.checkpoint import CheckpointError, load_checkpoint  # noqa: F401  (CheckpointError: re-exported)
 
 # Settings of cfg.task.train that the AMP agent reads from rl-games' `config.amp` section.
 AMP_KEYS = ("batch_size", "minibatch_size", "demo_buffer_size", "replay_buffer_size", "replay_keep_prob",
             "disc_coef", "disc_grad_penalty", "disc_logit_reg", "disc_weight_decay")
 
 
+def runs_on_cpu(cfg: DictConfig) -> bool:
+    return str(cfg.engine.get("device", "cpu")).startswith("cpu")
+
+
 def train_settings(cfg: DictConfig) -> dict[str, Any]:
-    """cfg.task.train as a plain dict, with the run-level shortcuts (cfg.train.*, when not null) applied."""
+    """cfg.task.train as a plain dict: the task's settings, then its `cpu_overrides` when the engine runs on the
+    CPU, then the run-level shortcuts (cfg.train.*, when not null)."""
     if "train" not in cfg.task or not cfg.task.train:
         raise ValueError(f"task {cfg.task.name!r} has no train settings (cfg/task/{cfg.task.name}.yaml: train)")
     settings = OmegaConf.to_container(cfg.task.train, resolve=True)
-    for key, value in (OmegaConf.to_container(cfg.get("train") or {}, resolve=True)).items():
-        if value is not None:
+    cpu_overrides = settings.pop("cpu_overrides", None) or {}
+    layers = [("task.train.cpu_overrides", cpu_overrides if runs_on_cpu(cfg) else {}),
+              ("train", OmegaConf.to_container(cfg.get("train") or {}, resolve=True))]
+    for section, overrides in layers:
+        for key, value in overrides.items():
+            if value is None:
+                continue
             if key not in settings:
-                raise ValueError(f"train.{key} is not a training setting; known: {', '.join(sorted(settings))}")
+                raise ValueError(f"{section}.{key} is not a training setting; known: {', '.join(sorted(settings))}")
             settings[key] = value
     return settings
 
@@ -76,10 +86,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs: int | None = None) -> dict:
-    """The rl-games params dict (algo, model, network, config) for the AMP agent on this env."""
+NETWORK_KEYS = ("mlp_units", "disc_units", "activation")
+
+
+def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs: int | None = None,
+                         network: dict | None = None) -> dict:
+    """The rl-games params dict (algo, model, network, config) for the AMP agent on this env. `network` overrides
+    the network sizes (NETWORK_KEYS), e.g. with those a checkpoint was trained with."""
     env = vec_env.env
     t = train_settings(cfg)
+    t.update({k: v for k, v in (network or {}).items() if k in NETWORK_KEYS})
     device = torch.device(env.device)
     num_rows = env.num_rows
     horizon = int(t["horizon_length"])
@@ -116,6 +132,7 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "vec_env": vec_env,
         "num_actors": num_rows,
         "device": str(device),
+        "device_name": str(device),  # the player's name for it
         "ppo": True,
         "mixed_precision": False,
         "normalize_input": bool(t["normalize_input"]),
@@ -147,7 +164,8 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "task_reward_weight": float(t["task_reward_weight"]),
         "style_reward_weight": float(t["style_reward_weight"]),
         "amp": amp,
-        "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions},
+        "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions,
+                     **{k: t[k] for k in NETWORK_KEYS}},
     }
     return {
         "seed": int(cfg.seed),
@@ -301,9 +319,10 @@ def play(cfg: DictConfig) -> int:
         raise ValueError("coohoi play needs checkpoint=PATH")
     play_cfg = cfg.get("play") or {}
     set_torch_threads(cfg)
+    trained_with = load_checkpoint(checkpoint).get("coohoi", {})  # network sizes as trained (any engine)
     env = make_env(cfg)
     vec_env = RlGamesVecEnv(env)
-    params = build_rlgames_params(cfg, vec_env)
+    params = build_rlgames_params(cfg, vec_env, network=trained_with)
     runner = make_runner()
     runner.load_config(params)
     player = runner.player_factory.create(AMP_NAME, params=runner.params)
@@ -328,25 +347,26 @@ def _world0(env):
 
 
 def _run_headless(env, player, obs, steps: int, video: str | None) -> int:
-    renderer = writer = None
+    """Step the policy; with video, render world 0 after every step (coohoi.render) and write it."""
+    frames = []
+    renderer = None
     if video:
-        import imageio
-        import mujoco
+        from coohoi.render import HumanoidRenderer
 
-        model, data = _world0(env)
-        renderer = mujoco.Renderer(model, 480, 640)
-        writer = imageio.get_writer(video, fps=round(1.0 / env.policy_dt))
-    frames = 0
-    for _ in range(steps):
-        obs, *_ = env.step(player.act(obs))
+        renderer = HumanoidRenderer(env.engine.scene)
+    try:
+        for _ in range(steps):
+            obs, *_ = env.step(player.act(obs))
+            if renderer is not None:
+                frames.append(renderer.render(_world0(env)[1].qpos))
+    finally:
         if renderer is not None:
-            model, data = _world0(env)
-            renderer.update_scene(data, camera=-1)
-            writer.append_data(renderer.render())
-            frames += 1
-    if writer is not None:
-        writer.close()
-    return frames
+            renderer.close()
+    if video:
+        from coohoi.render import write_frames
+
+        write_frames(video, frames, fps=1.0 / env.policy_dt)
+    return len(frames)
 
 
 def _run_viewer(env, player, obs) -> None:

@@ -8,7 +8,7 @@ For each scene and environment count N it times the engine's policy step (set PD
 steps, the engine's state refresh and checks) and the raw simulator stepping the same compiled model
 `decimation` times (mujoco.batch for engine=mujoco, a CUDA-graph loop of mujoco_warp.step for engine=warp), and
 prints both as policy steps per second summed over environments, with their ratio. Measurements alternate between
-the two for `bench.rounds` rounds and keep each one's best, which discounts other load on the machine.
+the two in `bench.rounds` short rounds and keep each one's fastest, which discounts other load on the machine.
 
 Issue 5 adds training throughput (env + learning): assign `TRAINING_THROUGHPUT` a function
 (env_factory, num_envs, seconds) -> policy steps per second, and the table gains that column; env_factory(n)
@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from coohoi.config import EngineConfig, SceneConfig
 from coohoi.engine import Engine, EngineConfigError, make_engine
@@ -48,10 +49,10 @@ TRAINING_THROUGHPUT: Callable[[Callable[[int], object], int, float], float] | No
 class BenchSettings:
     num_envs: list[int] | None = None  # None: DEFAULT_NUM_ENVS of the engine
     scenes: list[str] | None = None  # None: all of BENCH_SCENES
-    seconds: float = 2.0  # timed seconds per measurement round (at least min_steps policy steps)
-    min_steps: int = 10
+    seconds: float = 3.0  # timed seconds per measurement (engine, and raw), split over the rounds
+    min_steps: int = 3  # timed policy steps per round at least
     warmup_steps: int = 3  # untimed policy steps first (compiles and captures on the GPU)
-    rounds: int = 2
+    rounds: int = 6
     raw: bool = True  # also time the raw simulator
 
 
@@ -71,19 +72,23 @@ class BenchRow:
 def scene_config(name: str) -> SceneConfig:
     if name not in BENCH_SCENES:
         raise ValueError(f"unknown bench scene {name!r} in bench.scenes; choose from {', '.join(BENCH_SCENES)}")
-    merged = OmegaConf.merge(OmegaConf.structured(SceneConfig), BENCH_SCENES[name])
-    return OmegaConf.to_object(merged)
+    return _typed(SceneConfig, BENCH_SCENES[name], "scene")
+
+
+def _typed(schema, values, where: str):
+    """values checked against a dataclass; an unknown key or a wrong type raises ValueError naming it."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values or {}))
+    except OmegaConfBaseException as exc:
+        raise ValueError(f"bad {where} setting: {exc}") from exc
 
 
 def _settings(cfg: DictConfig) -> BenchSettings:
-    raw = cfg.get("bench") or {}
-    merged = OmegaConf.merge(OmegaConf.structured(BenchSettings), raw)  # unknown keys stop here, named
-    return OmegaConf.to_object(merged)
+    return _typed(BenchSettings, cfg.get("bench"), "bench")
 
 
 def _engine_config(cfg: DictConfig) -> EngineConfig:
-    merged = OmegaConf.merge(OmegaConf.structured(EngineConfig), cfg.engine)
-    return OmegaConf.to_object(merged)
+    return _typed(EngineConfig, cfg.engine, "engine")
 
 
 def _timed(step: Callable[[], None], sync: Callable[[], None], seconds: float, min_steps: int) -> float:
@@ -157,12 +162,14 @@ class _RawWarpLoop:
             self.data = mjw.make_data(mjm, nworld=engine.num_envs, nconmax=engine.nconmax, njmax=engine.njmax)
         ctrl = wp.to_torch(self.data.ctrl)
         ctrl[:, torch.as_tensor(scene.actuator_ids.flatten(), device=ctrl.device)] = targets.flatten(1).to(ctrl)
+        if ctrl.is_cuda:
+            torch.cuda.synchronize(ctrl.device)  # torch wrote on its stream; Warp launches on its own
         self.graph = None
         self.use_graph = self.device.is_cuda and engine.cfg.cuda_graph
         with wp.ScopedDevice(self.device):
             self._steps()  # compile and load before capturing
             if self.use_graph:
-                with wp.ScopedCapture() as capture:
+                with wp.ScopedCapture(force_module_load=False) as capture:
                     self._steps()
                 self.graph = capture.graph
 
@@ -200,10 +207,11 @@ def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> 
             raw.step()
     sync_raw = getattr(raw, "sync", lambda: None)
     best_engine, best_raw = float("inf"), float("inf")
+    chunk = settings.seconds / settings.rounds
     for _ in range(settings.rounds):
-        best_engine = min(best_engine, _timed(loop.step, sync_engine, settings.seconds, settings.min_steps))
+        best_engine = min(best_engine, _timed(loop.step, sync_engine, chunk, settings.min_steps))
         if raw is not None:
-            best_raw = min(best_raw, _timed(raw.step, sync_raw, settings.seconds, settings.min_steps))
+            best_raw = min(best_raw, _timed(raw.step, sync_raw, chunk, settings.min_steps))
     memory = engine.memory_stats() if hasattr(engine, "memory_stats") else {}
     training = None
     if TRAINING_THROUGHPUT is not None:

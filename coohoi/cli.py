@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 HYDRA_COMMANDS = {
     "train": ("coohoi.agents.train", "train"),
     "play": ("coohoi.agents.train", "play"),
-    "export": ("coohoi.agents.train", "export"),
     "bench": ("coohoi.bench", "run"),
 }
 USAGE = __doc__

@@ -22,7 +22,7 @@ HEADLESS_BACKENDS = ("egl", "osmesa")
 APT_HINT = "apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri   (or libosmesa6 for MUJOCO_GL=osmesa)"
 # Tracking camera: looks at the root from this distance (m), azimuth and elevation (degrees), at this height (m).
 CAMERA_DISTANCE = 4.0
-CAMERA_AZIMUTH = 135.0
+CAMERA_AZIMUTH = 100.0  # from the front-right side: objects held in front stay visible
 CAMERA_ELEVATION = -15.0
 CAMERA_LOOKAT_HEIGHT = 0.8
 DEFAULT_SIZE = (640, 480)
@@ -67,16 +67,18 @@ def make_gl_context(width: int, height: int, backend: str | None = None):
 
 @dataclass
 class TrackingCamera:
-    """A free camera that follows the root horizontally."""
+    """A free camera that follows the root horizontally, or looks at a fixed point when `fixed_lookat` is set."""
 
     distance: float = CAMERA_DISTANCE
     azimuth: float = CAMERA_AZIMUTH
     elevation: float = CAMERA_ELEVATION
     lookat_height: float = CAMERA_LOOKAT_HEIGHT
+    fixed_lookat: tuple[float, float] | None = None
 
     def apply(self, cam: mujoco.MjvCamera, root_pos: np.ndarray) -> None:
         cam.type = mujoco.mjtCamera.mjCAMERA_FREE
-        cam.lookat[:] = (root_pos[0], root_pos[1], self.lookat_height)
+        x, y = self.fixed_lookat if self.fixed_lookat is not None else (root_pos[0], root_pos[1])
+        cam.lookat[:] = (x, y, self.lookat_height)
         cam.distance, cam.azimuth, cam.elevation = self.distance, self.azimuth, self.elevation
 
 

@@ -50,16 +50,26 @@ class CarryEnv(HumanoidEnv):
         self.fk = ForwardKinematics(device=self.device, dtype=self.dtype)
 
     # ---- handles --------------------------------------------------------------------------------------------
-    def handles(self) -> Handle:
-        """Each row's handle in the object frame (single agent: the whole box)."""
-        return whole_box_handle(self.per_row(self.engine.object_half_extents))
+    def handles(self, env_ids: torch.Tensor | None = None) -> Handle:
+        """Each row's handle in the object frame (single agent: the whole box), of all or the given environments."""
+        half = self.engine.object_half_extents
+        return whole_box_handle(self.per_row(half if env_ids is None else half[env_ids]))
 
-    def handle_poses(self) -> tuple[HandlePose, HandlePose]:
-        """Each row's handle at the object's current pose and at the target pose."""
-        e, h = self.engine, self.handles()
-        current = place_handle(self.per_row(e.object_pos), self.per_row(e.object_quat), h, self.cfg.stand_offset)
-        target = place_handle(self.per_row(self.target_pos), self.per_row(self.target_quat), h, self.cfg.stand_offset)
-        return current, target
+    def handle_poses(self, env_ids: torch.Tensor | None = None) -> tuple[HandlePose, HandlePose]:
+        """Each row's handle at the object's current pose and at the target pose (both placed in one batch), of
+        all or the given environments."""
+        e, h = self.engine, self.handles(env_ids)
+        select = (lambda t: t) if env_ids is None else (lambda t: t[env_ids])  # noqa: E731
+
+        def both(current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            return torch.cat((self.per_row(select(current)), self.per_row(select(target))))
+
+        twice = Handle(*(torch.cat((x, x)) for x in (h.center, h.quat, h.half_extents)))
+        placed = place_handle(both(e.object_pos, self.target_pos), both(e.object_quat, self.target_quat), twice,
+                              self.cfg.stand_offset)
+        current, target = zip(*(x.chunk(2) for x in (placed.held_point, placed.quat, placed.corners,
+                                                     placed.stand_point)))
+        return HandlePose(*current), HandlePose(*target)
 
     # ---- resets ---------------------------------------------------------------------------------------------
     def _object_start(self, env_ids: torch.Tensor, humanoid: HumanoidState) -> ObjectState:
@@ -141,12 +151,12 @@ class CarryEnv(HumanoidEnv):
         success = dist < self.cfg.success_distance
         nan = torch.full_like(dist, float("nan"))
         first = self.first_success_step[env_ids].to(torch.float64)
-        current, target = self.handle_poses()
+        current, target = self.handle_poses(env_ids)
         state = carry_state(current, target, self.cfg)
         return {
             "success_rate": success.to(torch.float64),
             "final_distance_m": dist,
             "precision_cm": torch.where(success, 100.0 * dist, nan),
             "completion_time_s": torch.where(success & (first >= 0), first * self.policy_dt, nan),
-            "placed_rate": state["placed"].view(self.num_envs, -1).all(dim=1)[env_ids].to(torch.float64),
+            "placed_rate": state["placed"].view(env_ids.numel(), -1).all(dim=1).to(torch.float64),
         }

@@ -109,8 +109,9 @@ class HumanoidEnv:
         return t.flatten(0, 1)
 
     def per_row(self, t: torch.Tensor) -> torch.Tensor:
-        """Per-environment [N, ...] -> per-row [N * K, ...] (every agent of an environment sees the same)."""
-        return t.repeat_interleave(self.num_agents, dim=0)
+        """Per-environment [N, ...] -> per-row [N * K, ...] (every agent of an environment sees the same; with one
+        agent per environment that is `t` itself, not a copy)."""
+        return t if self.num_agents == 1 else t.repeat_interleave(self.num_agents, dim=0)
 
     def env_rows(self, env_ids: torch.Tensor) -> torch.Tensor:
         return (env_ids.unsqueeze(-1) * self.num_agents + torch.arange(self.num_agents, device=self.device)).flatten()
@@ -159,7 +160,8 @@ class HumanoidEnv:
 
     # ---- resets ---------------------------------------------------------------------------------------------
     def _sample_humanoid_start(self, env_ids: torch.Tensor, reference=None):
-        """Start states [n, K, ...] and, per row, whether it is a reference start and its (clip, time).
+        """Start states [n, K, ...], the rows that start from a reference state, and those rows' AMP history
+        [len(ref_rows), amp_history, 125] from the motion library (None if there are none).
 
         reference: optional (clip_ids, times) per row, forcing reference starts at those clip times."""
         n, k = env_ids.numel(), self.num_agents
@@ -175,36 +177,36 @@ class HumanoidEnv:
             use_ref = self._uniform(m, 0.0, 1.0) < self.cfg.reference_reset_prob
         else:
             use_ref = torch.zeros(m, dtype=torch.bool, device=self.device)
-        clip_ids = torch.zeros(m, dtype=torch.long, device=self.device)
-        times = torch.zeros(m, dtype=self.dtype, device=self.device)
-        if bool(use_ref.any()):
-            idx = torch.nonzero(use_ref).flatten()
+        ref_rows = torch.nonzero(use_ref).flatten()
+        ref_history = None
+        if ref_rows.numel():
             lib = self.motion_lib
             if reference is None:
-                cids = lib.sample_clips(idx.numel(), self.generator).to(self.device)
+                cids = lib.sample_clips(ref_rows.numel(), self.generator).to(self.device)
                 t = lib.sample_times(cids, self.generator)
             else:
                 cids = torch.as_tensor(reference[0], dtype=torch.long, device=self.device).flatten()
                 t = torch.as_tensor(reference[1], dtype=self.dtype, device=self.device).flatten()
                 if cids.numel() != m or t.numel() != m:
                     raise ValueError(f"reference starts need one (clip, time) per row: {m}, got {cids.numel()} and {t.numel()}")
-            clip_ids[idx], times[idx] = cids, t.to(self.dtype)
-            st = lib.state(cids, t)
+            # One library query gives the start state and the AMP history that led to it.
+            st, ref_history = lib.state_and_amp_features(cids, t.to(self.dtype), self.amp_history, self.policy_dt)
             cast = lambda x: x.to(device=self.device, dtype=self.dtype)  # noqa: E731
+            ref_history = cast(ref_history)
             ref_pos = cast(st.root_pos)
             # Keep the clip's height; put it where this humanoid spawns by default.
-            ref_pos[:, :2] = root_pos[idx, :2]
+            ref_pos[:, :2] = root_pos[ref_rows, :2]
             ref_pos[:, 2] += self.cfg.reference_height_offset
-            root_pos[idx], root_quat[idx] = ref_pos, cast(st.root_quat)
-            lin[idx], ang[idx] = cast(st.root_lin_vel), cast(st.root_ang_vel)
-            dof[idx], dof_vel[idx] = cast(st.dof_pos), cast(st.dof_vel)
+            root_pos[ref_rows], root_quat[ref_rows] = ref_pos, cast(st.root_quat)
+            lin[ref_rows], ang[ref_rows] = cast(st.root_lin_vel), cast(st.root_ang_vel)
+            dof[ref_rows], dof_vel[ref_rows] = cast(st.dof_pos), cast(st.dof_vel)
         if self.cfg.random_heading:
             turn = yaw_quat(self._uniform(m, -math.pi, math.pi))
             root_quat = quat_mul(turn, root_quat)
             lin, ang = quat_rotate(turn, lin), quat_rotate(turn, ang)
         shape = lambda x: x.unflatten(0, (n, k))  # noqa: E731
         state = HumanoidState(shape(root_pos), shape(root_quat), shape(lin), shape(ang), shape(dof), shape(dof_vel))
-        return state, use_ref, clip_ids, times
+        return state, ref_rows, ref_history
 
     def reset_envs(self, env_ids, reference=None) -> None:
         """Start new episodes in the given environments (the others are untouched).
@@ -214,17 +216,15 @@ class HumanoidEnv:
         ids = torch.as_tensor(env_ids, dtype=torch.long, device=self.device).flatten()
         if ids.numel() == 0:
             return
-        humanoid, use_ref, clip_ids, times = self._sample_humanoid_start(ids, reference)
+        humanoid, ref_rows, ref_history = self._sample_humanoid_start(ids, reference)
         obj = self._object_start(ids, humanoid)
         self.engine.reset(ids, SimState(humanoid, obj))
         self.progress[ids] = 0
         rows = self.env_rows(ids)
         # Back-fill the AMP history: the reference clip's past frames, or the start frame repeated.
         hist = self.amp_frame(rows).unsqueeze(1).repeat(1, self.amp_history, 1)
-        if self.amp_history > 1 and bool(use_ref.any()):
-            ref = torch.nonzero(use_ref).flatten()
-            past = self.motion_lib.amp_features(clip_ids[ref], times[ref], self.amp_history, self.policy_dt)
-            hist[ref, 1:] = past[:, 1:].to(device=self.device, dtype=self.dtype)
+        if ref_history is not None:
+            hist[ref_rows, 1:] = ref_history[:, 1:]
         self.amp_hist[rows] = hist
         self._after_reset(ids)
 
@@ -277,11 +277,9 @@ class HumanoidEnv:
         unstable_env = e.unstable.clone()
         unstable_row = self.per_row(unstable_env)
 
-        frame = self.amp_frame()
-        new_hist = torch.cat((frame.unsqueeze(1), self.amp_hist[:, :-1]), dim=1)
-        # A world that blew up keeps its last valid history: the discriminator never sees NaN.
-        self.amp_hist = torch.where(unstable_row[:, None, None], self.amp_hist, new_hist)
-        amp_obs = self.amp_hist.flatten(1).to(torch.float32)
+        previous_hist = self.amp_hist
+        self.amp_hist = torch.cat((self.amp_frame().unsqueeze(1), previous_hist[:, :-1]), dim=1)
+        amp_obs = self.amp_hist.flatten(1).to(torch.float32)  # unstable rows are restored below
 
         self._after_physics()
         reward, terms = self._task_reward()
@@ -308,6 +306,11 @@ class HumanoidEnv:
                 episode = self._record_episodes(finished, reasons)
             num_unstable = int(unstable_env.sum())
             if num_unstable:
+                # A world that blew up keeps its last valid history: the discriminator never sees NaN. (Unstable
+                # worlds always end the episode, so this needs no host sync of its own.)
+                bad_rows = torch.nonzero(unstable_row).flatten()
+                self.amp_hist[bad_rows] = previous_hist[bad_rows]
+                amp_obs[bad_rows] = previous_hist[bad_rows].flatten(1).to(torch.float32)
                 self.unstable_resets_total += num_unstable
                 log.warning("physics became unstable in %d environment(s) %s; resetting them (%d so far)",
                             num_unstable, torch.nonzero(unstable_env).flatten().tolist()[:10],
@@ -323,12 +326,15 @@ class HumanoidEnv:
         values = {"episode_length": self.progress[finished].to(torch.float64)}
         values.update({f"{name}_rate": v[finished].to(torch.float64) for name, v in reasons.items()})
         values.update(self._episode_metrics(finished))
-        episode = {"num_episodes": float(finished.numel())}
-        for key, v in values.items():
-            v = v.detach().to("cpu", torch.float64)
+        stacked = torch.stack(list(values.values())).detach().to("cpu", torch.float64)  # [metrics, episodes]
+        for key, v in zip(values, stacked):
             self._summary.setdefault(key, []).append(v)
-            if bool(torch.isfinite(v).any()):
-                episode[key] = float(v.nanmean())
+        episode = {"num_episodes": float(finished.numel())}
+        # Means of the metrics that apply to some of these episodes (one host transfer for all of them).
+        for key, any_finite, mean in zip(values, torch.isfinite(stacked).any(dim=1).tolist(),
+                                         stacked.nanmean(dim=1).tolist()):
+            if any_finite:
+                episode[key] = mean
         return episode
 
     def episode_summary(self, clear: bool = True) -> dict[str, float]:

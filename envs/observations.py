@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from coohoi import humanoid as hum
-from coohoi.rotations import heading_quat_inverse, quat_mul, quat_rotate, quat_to_tan_norm
+from coohoi.rotations import heading_quat_inverse, quat_mul, quat_rotate, quat_rotate_yaw, quat_to_tan_norm
 
 PROPRIO_SIZE = 1 + 3 * (hum.NUM_BODIES - 1) + 6 * hum.NUM_BODIES + 3 * hum.NUM_BODIES + 3 * hum.NUM_BODIES
 assert PROPRIO_SIZE == 223
@@ -104,9 +104,8 @@ def place_handle(object_pos: torch.Tensor, object_quat: torch.Tensor, handle: Ha
 
 
 def _to_heading(heading_inv: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate vectors [R, ..., 3] by per-row quaternions [R, 4]."""
-    q = heading_inv.view(heading_inv.shape[:1] + (1,) * (v.dim() - 2) + (4,)).expand(v.shape[:-1] + (4,))
-    return quat_rotate(q, v)
+    """Rotate vectors [R, ..., 3] by per-row yaw-only quaternions [R, 4]."""
+    return quat_rotate_yaw(heading_inv.view(heading_inv.shape[:1] + (1,) * (v.dim() - 2) + (4,)), v)
 
 
 def proprioception(root_pos, root_quat, body_pos, body_quat, body_lin_vel, body_ang_vel) -> torch.Tensor:

@@ -27,7 +27,7 @@ WIDTH, HEIGHT = 480, 360
 # Fraction of each clip at which its frame is taken: the moment that shows the skill best.
 FRAME_AT = {"pickup": 0.97, "lift": 0.45, "putdown": 0.35}
 DEFAULT_FRAME_AT = 0.5
-CAMERA_DISTANCE = 3.2
+CAMERA_DISTANCE = 2.8
 CAMERA_ELEVATION = -15.0  # degrees
 CAMERA_AZIMUTH_FROM_HEADING = 240.0  # degrees: the camera sits 60 degrees left of straight ahead
 HIDDEN_OBJECT_POS = (50.0, 50.0, 0.25)

@@ -34,7 +34,7 @@ def test_minibatch_is_a_divisor_of_the_batch():
 
 
 def test_train_settings_follow_reference_and_shortcuts(tmp_path):
-    cfg = compose(["task=carry_box", "train.max_epochs=7"])
+    cfg = compose(["task=carry_box", "engine=warp", "train.max_epochs=7"])  # no CPU overrides: as published
     t = train_settings(cfg)
     assert t["max_epochs"] == 7
     assert (t["learning_rate"], t["gamma"], t["tau"], t["e_clip"], t["horizon_length"], t["mini_epochs"]) == (
@@ -46,6 +46,10 @@ def test_train_settings_follow_reference_and_shortcuts(tmp_path):
     assert (amp["disc_coef"], amp["disc_grad_penalty"], amp["disc_logit_reg"], amp["disc_weight_decay"]) == (
         5.0, 5.0, 0.01, 1e-4)
     assert (amp["batch_size"], amp["minibatch_size"], amp["replay_keep_prob"]) == (512, 4096, 0.01)
+    cpu = train_settings(compose(["task=carry_box", "engine=mujoco"]))
+    assert cpu["mlp_units"] == [256, 128] and cpu["disc_units"] == [256, 128] and cpu["learning_rate"] == 1e-4
+    assert cpu["gamma"] == 0.99 and cpu["max_epochs"] == 100
+    assert train_settings(compose(["task=carry_box", "task.train.cpu_overrides=null"]))["mlp_units"] == [1024, 512]
     loco = train_settings(compose(["task=amp_locomotion"]))
     assert (loco["task_reward_weight"], loco["style_reward_weight"]) == (0.0, 1.0)
     with pytest.raises(ValueError, match="train.bogus"):
@@ -178,3 +182,14 @@ def test_gymnasium_vector_env_interface():
     torch_env = GymnasiumVectorEnv(FakeTaskEnv(3))
     obs, _ = torch_env.reset()
     assert isinstance(obs, torch.Tensor)
+
+
+def test_env_is_registered_with_rlgames_factories():
+    from rl_games.common import vecenv
+
+    from coohoi.agents.adapter import RLGAMES_ENV_NAME, register_rlgames_env
+
+    register_rlgames_env(lambda: FakeTaskEnv(5))
+    vec = vecenv.create_vec_env(RLGAMES_ENV_NAME, 5)
+    assert isinstance(vec, RlGamesVecEnv) and vec.env.num_rows == 5
+    assert vec.fetch_amp_demo(7).shape == (7, 6)

@@ -48,10 +48,8 @@ def _clip_points(clip: MotionClip) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in _points(pos, quat).items()}
 
 
-def _assert_reproduces(clip: MotionClip, out: MotionClip, ground_shift: bool = False):
+def _assert_reproduces(clip: MotionClip, out: MotionClip):
     ours, theirs = _body_pos(clip), _body_pos(out)
-    if ground_shift:
-        theirs = theirs - (theirs[..., 2:].min() - ours[..., 2:].min()) * np.array([0, 0, 1.0])
     assert np.abs(ours - theirs).max() < POSITION_TOLERANCE
     assert np.abs(clip.dof_pos[:, DETERMINED_DOFS] - out.dof_pos[:, DETERMINED_DOFS]).max() < 0.1
 
@@ -330,6 +328,21 @@ def test_amass_joints_match_smplx_body_model(tmp_path):
     motion["betas"] = motion["betas"][:model.num_betas]
     np.testing.assert_allclose(body_joints(motion, model_file), theirs.detach().numpy(), atol=1e-6)  # smplx adds 1e-8 to angles
     assert np.abs(ours - theirs.detach().numpy()).max() > 1e-4  # all 16 betas count in ours
+
+
+def test_amass_pkl_model_plain_arrays_only(tmp_path):
+    write_synthetic_model(tmp_path / "model.npz")
+    arrays = dict(np.load(tmp_path / "model.npz"))
+    (tmp_path / "SMPLH_MALE.pkl").write_bytes(pickle.dumps(arrays, protocol=2))
+    clip = _clip(0.3)
+    _write_amass(tmp_path / "m.npz", clip)
+    out, stats = import_amass(tmp_path / "m.npz", tmp_path / "SMPLH_MALE.pkl", FAST)
+    assert stats["model_file"].endswith(".pkl") and out.num_frames == clip.num_frames
+    _Exploit.marker = tmp_path / "pwned"
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(dict(arrays, v_template=_Exploit())))
+    with pytest.raises(UnsafePickleError, match="evil.pkl"):
+        import_amass(tmp_path / "m.npz", tmp_path / "evil.pkl", FAST)
+    assert not _Exploit.marker.exists()
 
 
 def test_amass_refuses_malformed(tmp_path):

@@ -106,22 +106,32 @@ def box_scene():
 
 
 def test_baked_contact_override_simulates_like_the_original(box_scene):
-    """MuJoCo Warp has no contact override; the baked copy of the model must step exactly like the original."""
-    original = box_scene.model
+    """MuJoCo Warp has no contact override; for a scene that uses it, the baked copy of the model must step exactly
+    like the original, hands on the box and the floor included (their geom friction differs from the override's)."""
+    original = copy.copy(box_scene.model)  # MjModel copies are deep
+    original.opt.enableflags |= mujoco.mjtEnableBit.mjENBL_OVERRIDE
+    original.opt.o_solref = [0.02, 1.0]
+    original.opt.o_solimp = [0.9, 0.95, 0.001, 0.5, 2.0]
+    original.opt.o_friction = [0.8, 0.8, 0.01, 1e-4, 1e-4]
+    original.opt.o_margin = 0.001
     baked = warp_compatible_model(original)
     assert not baked.opt.enableflags & mujoco.mjtEnableBit.mjENBL_OVERRIDE
+    hands = [original.geom(f"h0/{side}_hand").id for side in ("right", "left")]
     datas = [mujoco.MjData(m) for m in (original, baked)]
     rng = np.random.default_rng(0)
     for d in datas:
         d.qpos[:] = box_scene.default_qpos
-        d.qvel[box_scene.object_qvel_start + 5] = 3.0  # spinning box: torsional friction matters
-    for _ in range(200):
-        ctrl = rng.normal(size=original.nu) * 0.5
+        d.qpos[box_scene.object_qpos_start] = 0.45  # the box within reach
+        d.qvel[box_scene.object_qvel_start + 5] = 3.0  # spinning
+    hand_contacts = 0
+    for _ in range(300):
+        ctrl = rng.normal(size=original.nu) * 0.8
         for m, d in zip((original, baked), datas):
             d.ctrl[:] = ctrl
             mujoco.mj_step(m, d)
+        hand_contacts += sum(int(c.geom[0] in hands or c.geom[1] in hands) for c in datas[0].contact[:datas[0].ncon])
     np.testing.assert_array_equal(datas[0].qpos, datas[1].qpos)
-    assert datas[0].ncon > 0
+    assert hand_contacts > 10
 
 
 def test_buffer_sizes_cover_the_scene():
@@ -159,6 +169,11 @@ def test_free_running_trajectories_match_cpu_engine(num_humanoids, kind):
             assert torch.allclose(got, expected, atol=FORCE_ABS_TOL, rtol=FORCE_REL_TOL), \
                 f"contact forces differ by {(got - expected).abs().max():.3f} N"
             assert expected.abs().max() > 100  # the feet carry the humanoid
+        # Derived fields describe the new state: the root body's pose and velocity are the root's.
+        assert torch.allclose(wpe.body_pos[:, :, 0], wpe.root_pos, atol=1e-5)
+        assert torch.allclose(wpe.body_quat[:, :, 0], wpe.root_quat, atol=1e-5)
+        assert torch.allclose(wpe.body_lin_vel[:, :, 0], wpe.root_lin_vel, atol=1e-4)
+        assert torch.allclose(wpe.body_ang_vel[:, :, 0], wpe.root_ang_vel, atol=1e-4)
         errors = dict(root=_dist(wpe.root_pos, cpu.root_pos).max().item(),
                       obj=_dist(wpe.object_pos, cpu.object_pos).max().item(),
                       root_ang=_angle(wpe.root_quat, cpu.root_quat).max().item(),
@@ -223,7 +238,8 @@ def _public(engine):
 
 def test_subset_reset_leaves_other_worlds_untouched(box_scene):
     """Resetting world 1 changes nothing in worlds 0 and 2, now or in their next steps."""
-    engines = [make_engine(box_scene, EngineConfig(name="warp", num_envs=NUM_ENVS, device=WARP_DEVICE)) for _ in range(2)]
+    warp_cfg = EngineConfig(name="warp", num_envs=NUM_ENVS, device=WARP_DEVICE)
+    engines = [make_engine(box_scene, warp_cfg) for _ in range(2)]
     state = engines[0].default_state(NUM_ENVS)
     state.object.ang_vel[:, 2] = SPIN
     g = torch.Generator().manual_seed(0)
@@ -270,7 +286,8 @@ def test_object_scale_matches_a_model_compiled_at_that_size(box_scene):
     mujoco.mj_setConst(reference, mujoco.MjData(reference))
     cpu, wpe = _engines(box_scene, num_envs=2)
     for engine in (cpu, wpe):
-        engine.set_object_scale([1], torch.tensor([size], dtype=torch.float64), torch.tensor([mass], dtype=torch.float64))
+        engine.set_object_scale([1], torch.tensor([size], dtype=torch.float64),
+                                torch.tensor([mass], dtype=torch.float64))
     for name in OBJECT_SCALED_FIELDS:
         expected = getattr(reference, name)
         np.testing.assert_allclose(cpu.batch.expand(name)[1], expected, rtol=1e-9, err_msg=name)

@@ -113,7 +113,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
         tensors = buf.tensor_dict
         style = self.compute_style_rewards(tensors["amp_obs"])
         tensors["style_rewards"].copy_(style.unsqueeze(-1))
-        rewards = self.task_reward_weight * tensors["task_rewards"] + self.style_reward_weight * tensors["style_rewards"]
+        rewards = (self.task_reward_weight * tensors["task_rewards"]
+                   + self.style_reward_weight * tensors["style_rewards"])
         if self.value_bootstrap:
             rewards = rewards + self.gamma * tensors["values"] * tensors["time_outs"].unsqueeze(-1)
         tensors["rewards"].copy_(rewards)
@@ -138,12 +139,18 @@ class AMPAgent(a2c_continuous.A2CAgent):
 
     # ---------------------------------------------------------------- training
     def train_epoch(self):
+        start = time.perf_counter()
         self.demo_buffer.store(self._fetch_demo(self.amp_batch_size))
         self.disc_stats = defaultdict(list)
         self._disc_minibatches_seen = 0
-        result = super().train_epoch()
+        buffers_time = time.perf_counter() - start
+        result = list(super().train_epoch())
+        start = time.perf_counter()
         self.replay_buffer.store(self.experience_buffer.tensor_dict["amp_obs"])
-        return result
+        buffers_time += time.perf_counter() - start
+        result[2] += buffers_time  # update time: the AMP buffers are part of learning
+        result[3] += buffers_time  # epoch time
+        return tuple(result)
 
     def prepare_dataset(self, batch_dict):
         super().prepare_dataset(batch_dict)
@@ -216,6 +223,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
             if self.max_frames != -1 and self.frame >= self.max_frames:
                 break
         self.save_last()
+        if self.writer is not None:
+            self.writer.close()
         return metrics
 
     def _epoch_metrics(self, epoch, step_time, play_time, update_time, epoch_time, a_losses, c_losses, b_losses,

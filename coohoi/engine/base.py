@@ -179,13 +179,13 @@ class Engine(abc.ABC):
 
     def _refresh(self) -> None:
         """Derived tensors from the physics fields: world-frame angular velocities, body velocities, contacts."""
-        self.root_ang_vel[:] = quat_rotate(self.root_quat, self._root_ang_vel_local)
-        self.object_ang_vel[:] = quat_rotate(self.object_quat, self._object_ang_vel_local)
+        self.root_ang_vel.copy_(quat_rotate(self.root_quat, self._root_ang_vel_local))
+        self.object_ang_vel.copy_(quat_rotate(self.object_quat, self._object_ang_vel_local))
         # cvel is the spatial velocity (angular, linear) at the tree's centre of mass; move it to each body origin.
         ang, lin_at_com = self._body_cvel[..., 0:3], self._body_cvel[..., 3:6]
         offset = self.body_pos - self._root_subtree_com.unsqueeze(2)
-        self.body_ang_vel[:] = ang
-        self.body_lin_vel[:] = lin_at_com + torch.cross(ang, offset, dim=-1)
+        self.body_ang_vel.copy_(ang)
+        torch.cross(ang, offset, dim=-1, out=self.body_lin_vel).add_(lin_at_com)
         # The contact sensor reports the force the body exerts; tasks want the force acting on it.
         torch.neg(self._contact_sensor, out=self.contact_forces)
 

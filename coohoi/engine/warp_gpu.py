@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import warnings
 
 import mujoco
-import numpy as np
 import torch
 
 from coohoi.config import EngineConfig
@@ -69,7 +67,7 @@ def warp_compatible_model(model: mujoco.MjModel) -> mujoco.MjModel:
     o = model.opt
     out.geom_solref[:] = o.o_solref
     out.geom_solimp[:] = o.o_solimp
-    out.geom_margin[:] = o.o_margin
+    out.geom_margin[:] = o.o_margin / 2  # a contact's margin is the sum of its two geoms'
     out.geom_friction[:] = o.o_friction[[0, 2, 3]]  # (slide, spin, roll); MuJoCo expands it to 5 per contact
     if out.npair:
         out.pair_solref[:] = o.o_solref
@@ -83,7 +81,8 @@ def warp_compatible_model(model: mujoco.MjModel) -> mujoco.MjModel:
 def _can_collide(model: mujoco.MjModel, g1: int, g2: int) -> bool:
     if model.geom_bodyid[g1] == model.geom_bodyid[g2]:
         return False
-    return bool(model.geom_contype[g1] & model.geom_conaffinity[g2] or model.geom_contype[g2] & model.geom_conaffinity[g1])
+    return bool(model.geom_contype[g1] & model.geom_conaffinity[g2]
+                or model.geom_contype[g2] & model.geom_conaffinity[g1])
 
 
 def contact_buffer_sizes(scene: Scene) -> tuple[int, int]:
@@ -133,7 +132,8 @@ class WarpEngine(Engine):
         try:
             self.wp_device = wp.get_device(cfg.device)
         except Exception as exc:  # warp raises a bare RuntimeError/ValueError for unknown devices
-            raise EngineConfigError(f"engine.device={cfg.device!r} is not a Warp device ({exc}); use cuda:0 or cpu") from exc
+            raise EngineConfigError(
+                f"engine.device={cfg.device!r} is not a Warp device ({exc}); use cuda:0 or cpu") from exc
         self._on_cuda = self.wp_device.is_cuda
         self._torch_device = torch.device(f"cuda:{self.wp_device.ordinal}" if self._on_cuda else "cpu")
 
@@ -166,7 +166,6 @@ class WarpEngine(Engine):
         self._base_mass = float(scene.model.body_mass[scene.object_body_id])
         self._step_graph = None
         self._forward_graph = None
-        self._step_calls = 0
         self._run(self._forward_all)
         self._setup_views()
 
@@ -174,7 +173,8 @@ class WarpEngine(Engine):
         if value is None:
             return int(auto)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise EngineConfigError(f"engine.{name} must be a positive integer or null (sized from the scene), got {value!r}")
+            raise EngineConfigError(
+                f"engine.{name} must be a positive integer or null (sized from the scene), got {value!r}")
         return int(value)
 
     # ---- launching ------------------------------------------------------------------------------------------
@@ -193,7 +193,10 @@ class WarpEngine(Engine):
             if graph is not None:
                 wp.capture_launch(graph, stream=self._stream)
             elif graph_attr and self.cfg.cuda_graph and getattr(self, f"{graph_attr}_warm", False):
-                with wp.ScopedCapture(device=self.wp_device, stream=self._stream) as capture:
+                # The eager first call loaded every module the step uses; loading all of Warp's would compile
+                # MuJoCo Warp features this scene never runs.
+                with wp.ScopedCapture(device=self.wp_device, stream=self._stream,
+                                      force_module_load=False) as capture:
                     fn()
                 setattr(self, graph_attr, capture.graph)
                 wp.capture_launch(capture.graph, stream=self._stream)

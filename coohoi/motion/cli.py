@@ -3,7 +3,8 @@
     coohoi motion generate [--out-dir DIR]                      write the shipped synthetic clips and dataset.yaml
     coohoi motion info CLIP                                     frames, rate, duration, ranges
     coohoi motion show CLIP [--speed S] [--once]                play in the MuJoCo viewer (needs a display)
-    coohoi motion render CLIP --out clip.mp4|frame.png [--fps --width --height --camera-distance ... --time]
+    coohoi motion render CLIP --out clip.mp4|frame.png [--fps --width --height --camera track|fixed
+                                                        --camera-distance ... --time]
     coohoi motion import ase IN.npy --out OUT.npz [--loop]
     coohoi motion import amass IN.npz --model-dir DIR --out OUT.npz [retarget options]
     coohoi motion import bvh IN.bvh --out OUT.npz [--up y|z] [retarget options]
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from coohoi.motion.clip import MotionClip, MotionFormatError
+
+ASE_OFFSET_WARNING = 0.01  # metres between the file's skeleton and ours before `import ase` warns
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--width", type=int, default=640)
     render.add_argument("--height", type=int, default=480)
     render.add_argument("--time", type=float, default=0.0, help="image output: the time (s) of the frame")
+    render.add_argument("--camera", choices=("track", "fixed"), default="track",
+                        help="follow the root, or stay still looking at the middle of its path")
     render.add_argument("--camera-distance", type=float, default=None)
     render.add_argument("--camera-azimuth", type=float, default=None)
     render.add_argument("--camera-elevation", type=float, default=None)
@@ -80,9 +85,13 @@ def _import(args) -> int:
     from coohoi.motion.importers.retarget import RetargetConfig
 
     if args.format == "ase":
-        from coohoi.motion.importers.ase import import_ase
+        from coohoi.motion.importers.ase import import_ase, skeleton_offset_error
 
         clip, stats = import_ase(args.input, loop=args.loop, name=args.name), {}
+        mismatch = skeleton_offset_error(args.input)
+        if mismatch > ASE_OFFSET_WARNING:
+            print(f"warning: {args.input}: body offsets differ from our model's by up to {100 * mismatch:.1f} cm; "
+                  "joint angles are kept, so limb positions will differ", file=sys.stderr)
     else:
         cfg = RetargetConfig(scale=args.scale, ground=args.ground, iterations=args.iterations, resample_fps=args.fps,
                              match=args.match)
@@ -141,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 if value is not None:
                     setattr(camera, field, value)
             frames = render_clip(MotionClip.load(args.clip), args.out, fps=args.fps, width=args.width,
-                                 height=args.height, camera=camera, time_s=args.time, backend=args.backend)
+                                 height=args.height, camera=camera, time_s=args.time, backend=args.backend,
+                                 fixed=args.camera == "fixed")
             print(f"wrote {args.out} ({frames} frame{'s' if frames != 1 else ''})")
             return 0
     except MotionFormatError as exc:

@@ -17,8 +17,8 @@ HEEL_ROLL_FRACTION = 0.15
 TOE_ROLL_FRACTION = 0.3
 # Swing: the foot lifts vertically for this fraction of the swing before it travels, and lowers vertically for the
 # last fraction.
-SWING_LIFT_FRACTION = 0.15
-SWING_LAND_FRACTION = 0.08
+SWING_LIFT_FRACTION = 0.1
+SWING_LAND_FRACTION = 0.05
 # Rolls last these fractions of the stance, or of this many seconds for a longer stance.
 ROLL_TIME_BASIS = 0.8
 # Stance beginning before / ending after the planned time range (standing still there).
@@ -94,8 +94,9 @@ def stance_pitch(stance: Stance, t: float) -> float:
     duration = min(stance.end - stance.start, ROLL_TIME_BASIS)
     if stance.heel_strike > 0 and t < stance.start + HEEL_ROLL_FRACTION * duration:
         return -stance.heel_strike * (1 - smooth_step((t - stance.start) / (HEEL_ROLL_FRACTION * duration)))
-    if stance.toe_off > 0 and t > stance.end - TOE_ROLL_FRACTION * duration:
-        return stance.toe_off * smooth_step((t - (stance.end - TOE_ROLL_FRACTION * duration)) / (TOE_ROLL_FRACTION * duration))
+    toe_roll = TOE_ROLL_FRACTION * duration
+    if stance.toe_off > 0 and t > stance.end - toe_roll:
+        return stance.toe_off * smooth_step((t - (stance.end - toe_roll)) / toe_roll)
     return 0.0
 
 

@@ -17,7 +17,8 @@ Objects: if any clip has an object trajectory, MotionState.object_pos/object_qua
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,16 @@ from coohoi import humanoid as hum
 from coohoi.motion.amp_features import AMP_FEATURE_SIZE, amp_features
 from coohoi.motion.clip import MotionClip, MotionFormatError
 from coohoi.motion.kinematics import ForwardKinematics
-from coohoi.rotations import quat_conjugate, quat_mul, quat_slerp, quat_to_exp_map
+from coohoi.rotations import heading_angle, quat_conjugate, quat_mul, quat_slerp, quat_to_exp_map
+
+log = logging.getLogger(__name__)
 
 DATASET_KEYS = ("clips",)
 DATASET_ENTRY_KEYS = ("file", "weight")
 DEFAULT_WEIGHT = 1.0
+# A looping clip whose last frame is turned more than this (rad) from its first frame, after allowing for its
+# per-frame turning speed, does not loop in heading; the library warns (it wraps position only).
+LOOP_HEADING_TOLERANCE = 0.1
 
 
 class MotionDatasetError(MotionFormatError):
@@ -72,6 +78,14 @@ def _loop_shift(root_pos: np.ndarray) -> np.ndarray:
     shift = root_pos[-1] - root_pos[0] + seam_step
     shift[2] = 0.0
     return shift
+
+
+def _loop_heading_gap(clip: MotionClip) -> float:
+    """Heading jump (rad) across a looping clip's seam beyond what its first and last steps turn."""
+    heading = heading_angle(torch.from_numpy(clip.root_quat)).numpy()
+    step = lambda a, b: float(_wrap_angle(np.array(b - a)))  # noqa: E731
+    expected = 0.5 * (step(heading[-2], heading[-1]) + step(heading[0], heading[1]))
+    return abs(step(heading[-1], heading[0]) - expected)
 
 
 def _neighbours(x: np.ndarray, loop: bool, shift: np.ndarray | None = None):
@@ -122,6 +136,10 @@ class MotionLib:
         self.fk = ForwardKinematics(self.device, dtype)
 
         shifts = [_loop_shift(c.root_pos) if c.loop else np.zeros(3) for c in clips]
+        for name, clip in zip(self.clip_names, clips):
+            if clip.loop and _loop_heading_gap(clip) > LOOP_HEADING_TOLERANCE:
+                log.warning("looping clip %s turns %.2f rad over a cycle; the library loops position only, so its "
+                            "heading jumps at the seam", name, _loop_heading_gap(clip))
         velocities = [_frame_velocities(c, s) for c, s in zip(clips, shifts)]
         has_object = [c.object_pos is not None for c in clips]
         self.has_objects = any(has_object)
@@ -218,6 +236,12 @@ class MotionLib:
 
     def amp_features(self, clip_ids: torch.Tensor, times: torch.Tensor, history: int, dt: float) -> torch.Tensor:
         """AMP features [n, history, 125] at times t, t - dt, ..., t - (history - 1) dt (index 0 = newest)."""
+        return self.state_and_amp_features(clip_ids, times, history, dt)[1]
+
+    def state_and_amp_features(self, clip_ids: torch.Tensor, times: torch.Tensor, history: int,
+                               dt: float) -> tuple[MotionState, torch.Tensor]:
+        """The states [n] at times t and the AMP features [n, history, 125] of amp_features(), from one batched
+        query (a reference start needs both)."""
         clip_ids = torch.as_tensor(clip_ids, dtype=torch.long, device=self.device)
         times = torch.as_tensor(times, dtype=self.dtype, device=self.device)
         offsets = dt * torch.arange(history, dtype=self.dtype, device=self.device)
@@ -226,7 +250,10 @@ class MotionLib:
         s = self.state(hist_ids.flatten(), hist_times.flatten())
         feats = amp_features(s.root_pos, s.root_quat, s.root_lin_vel, s.root_ang_vel, s.dof_pos, s.dof_vel,
                              s.key_body_pos)
-        return feats.view(times.shape[0], history, AMP_FEATURE_SIZE)
+        n = times.shape[0]
+        newest = MotionState(**{f.name: None if getattr(s, f.name) is None
+                                else getattr(s, f.name).unflatten(0, (n, history))[:, 0] for f in fields(MotionState)})
+        return newest, feats.view(n, history, AMP_FEATURE_SIZE)
 
     def sample_amp_demo(self, n: int, history: int, dt: float,
                         generator: torch.Generator | None = None) -> torch.Tensor:

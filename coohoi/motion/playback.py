@@ -13,6 +13,8 @@ from coohoi.motion.clip import MotionClip
 from coohoi.motion.library import MotionLib
 from coohoi.scene import Scene, build_scene
 
+FIXED_CAMERA_MARGIN = 1.2  # fixed camera distance per metre of root travel
+
 
 def clip_qpos(scene: Scene, clip: MotionClip, fps: float, duration: float | None = None) -> np.ndarray:
     """Model qpos [F, nq] sampled from the clip at `fps` (interpolated by the motion library)."""
@@ -34,11 +36,24 @@ def clip_qpos(scene: Scene, clip: MotionClip, fps: float, duration: float | None
     return qpos
 
 
-def render_clip(clip: MotionClip, out: str | Path, fps: float = 30.0, width: int = 640, height: int = 480,
-                camera=None, time_s: float | None = None, backend: str | None = None) -> int:
-    """Write the clip to a video (or, for an image path, the frame at time_s, default 0). Returns frames written."""
-    from coohoi.render import IMAGE_SUFFIXES, HumanoidRenderer, write_frames
+def fixed_camera_for(clip: MotionClip, camera):
+    """The camera made static: looking at the middle of the clip's root path, far enough back to see all of it."""
+    lo, hi = clip.root_pos[:, :2].min(0), clip.root_pos[:, :2].max(0)
+    camera.fixed_lookat = tuple(float(v) for v in 0.5 * (lo + hi))
+    camera.distance = max(camera.distance, FIXED_CAMERA_MARGIN * float(np.linalg.norm(hi - lo)))
+    return camera
 
+
+def render_clip(clip: MotionClip, out: str | Path, fps: float = 30.0, width: int = 640, height: int = 480,
+                camera=None, time_s: float | None = None, backend: str | None = None, fixed: bool = False) -> int:
+    """Write the clip to a video (or, for an image path, the frame at time_s, default 0). Returns frames written.
+
+    camera: a coohoi.render.TrackingCamera (default: tracking the root); fixed: keep it still instead."""
+    from coohoi.render import IMAGE_SUFFIXES, HumanoidRenderer, TrackingCamera, write_frames
+
+    camera = camera or TrackingCamera()
+    if fixed:
+        camera = fixed_camera_for(clip, camera)
     scene = build_scene(SceneConfig())
     qpos = clip_qpos(scene, clip, fps)
     if Path(out).suffix.lower() in IMAGE_SUFFIXES:

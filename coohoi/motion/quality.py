@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import mujoco
 import numpy as np
 
-from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip
 from coohoi.motion.gait import FootGeometry
 from coohoi.motion.ik import HumanoidIK
@@ -129,3 +129,28 @@ def measure_clip(clip: MotionClip, measure: ClipMeasure | None = None) -> ClipQu
             grip_err = float(err[gripping].max())
     return ClipQuality(max_foot_slide=max(slides, default=0.0), min_geom_height=float(lowest.min()),
                        max_limit_violation=violation, max_grip_error=grip_err, grip_frames=grip_frames)
+
+
+def report(dataset: str | None = None) -> str:
+    """A table of the quality measures of every clip in a dataset.yaml (default: the shipped set)."""
+    import yaml
+
+    from coohoi.assets import ASSET_DIR
+
+    path = ASSET_DIR / "motions" / "dataset.yaml" if dataset is None else Path(dataset)
+    measure = ClipMeasure()
+    lines = ["| clip | frames | foot slide (cm) | lowest point (cm) | joint limit excess (rad) | hand-to-grip (cm) |",
+             "|---|---|---|---|---|---|"]
+    for entry in yaml.safe_load(path.read_text())["clips"]:
+        clip = MotionClip.load(path.parent / entry["file"])
+        q = measure_clip(clip, measure)
+        grip = f"{100 * q.max_grip_error:.2f} ({q.grip_frames} frames)" if q.grip_frames else "-"
+        lines.append(f"| {clip.name} | {clip.num_frames} | {100 * q.max_foot_slide:.2f} "
+                     f"| {100 * q.min_geom_height:.2f} | {q.max_limit_violation:.0e} | {grip} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(report(sys.argv[1] if len(sys.argv) > 1 else None))

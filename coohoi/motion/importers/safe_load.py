@@ -24,6 +24,7 @@ ALLOWED_GLOBALS = frozenset({
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes (array data)
 })
 
 
