@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHL=.whl
-PART1_BYTES=$((58 * 1024 * 1024))
+PART1_BYTES=$((50 * 1024 * 1024))  # leaves room for the checkout in each call
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$WHL/stage1" "$WHL/stage2"

@@ -94,12 +94,30 @@ def test_forward_kinematics_matches_body_by_body_reference_and_has_gradients():
     assert pos.shape == (6, hum.NUM_BODIES, 3) and rot.shape == (6, hum.NUM_BODIES, 4)
     torch.testing.assert_close(pos, ref_pos, atol=1e-12, rtol=0)
     torch.testing.assert_close(rot, ref_rot, atol=1e-12, rtol=0)
+    # Any leading shape.
+    more_pos, _ = fk(root_pos.expand(2, 6, 3), root_quat.expand(2, 6, 4), dof.detach().expand(2, 6, hum.NUM_DOFS))
+    torch.testing.assert_close(more_pos[1], ref_pos, atol=1e-12, rtol=0)
     # The retargeting fits DoF angles through FK: a hand moves with its shoulder, not with a knee.
     hand = hum.BODY_NAMES.index("right_hand")
     pos[:, hand].sum().backward()
     grad = dof.grad.abs().sum(dim=0)
     assert grad[hum.DOF_NAMES.index("right_shoulder_x")] > 1e-3
     assert grad[hum.DOF_NAMES.index("right_knee")] == 0
+
+
+def test_forward_kinematics_uses_replaced_offsets():
+    """Other proportions (as the retargeting tests model them): a longer shin moves the foot, not the knee."""
+    fk = ForwardKinematics(dtype=D)
+    root_pos, root_quat = torch.zeros(1, 3, dtype=D), torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=D)
+    dof = torch.zeros(1, hum.NUM_DOFS, dtype=D)
+    before, _ = fk(root_pos, root_quat, dof)
+    shin, foot = hum.BODY_NAMES.index("right_shin"), hum.BODY_NAMES.index("right_foot")
+    fk.offsets = fk.offsets.clone()
+    fk.offsets[foot] *= 1.5
+    after, _ = fk(root_pos, root_quat, dof)
+    torch.testing.assert_close(after[0, foot] - after[0, shin], 1.5 * (before[0, foot] - before[0, shin]))
+    moved = (after - before).abs().amax(dim=-1)[0] > 1e-9
+    assert moved.nonzero().flatten().tolist() == [foot]
 
 
 def test_closed_form_rotation_helpers_match_their_definitions():

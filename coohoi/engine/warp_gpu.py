@@ -5,8 +5,8 @@ write PD targets and reset states in place on the device. On CUDA the whole poli
 steps plus the kinematics refresh) is one captured CUDA graph.
 
 Warp engine specifics, all on the same compiled scene as the CPU engine:
-- MuJoCo Warp has no contact-override flag; the scene's override (one solref/solimp/margin/friction for every
-  contact) is baked into the geoms of a copy of the model, which gives the CPU engine's contacts exactly.
+- MuJoCo Warp has no contact-override flag; a scene that uses it (one solref/solimp/margin/friction for every
+  contact) has it baked into the geoms of a copy of the model, which gives the CPU engine's contacts exactly.
 - Contact and constraint buffers (engine.nconmax per world, pooled over worlds; engine.njmax per world) are sized
   from the scene's geoms unless the config sets them. Overflow is checked after every step: a world that ran out of
   constraint rows is reported and flagged `unstable` (the task resets it); a contact-pool overflow, which MuJoCo
@@ -133,7 +133,8 @@ class WarpEngine(Engine):
             self.wp_device = wp.get_device(cfg.device)
         except Exception as exc:  # warp raises a bare RuntimeError/ValueError for unknown devices
             raise EngineConfigError(
-                f"engine.device={cfg.device!r} is not a Warp device ({exc}); use cuda:0 or cpu") from exc
+                f"engine.device={cfg.device!r} is not a Warp device here ({exc}); Warp sees "
+                f"{[str(d) for d in wp.get_devices()]} (engine.device=cpu runs Warp's CPU device)") from exc
         self._on_cuda = self.wp_device.is_cuda
         self._torch_device = torch.device(f"cuda:{self.wp_device.ordinal}" if self._on_cuda else "cpu")
 
