@@ -268,8 +268,13 @@ def test_subset_reset_leaves_other_worlds_untouched(box_scene):
             e.set_pd_targets(state.humanoid.dof_pos.to(e.device))
             e.step()
     with_reset, without = _public(engines[0]), _public(engines[1])
+    # On CUDA, MuJoCo Warp's contact and constraint kernels sum with atomics, so two engines stepping the same
+    # worlds agree to float rounding, not bit for bit (seen on an H100: equal to 4 decimals); on CPU they are exact.
+    exact = torch.device(WARP_DEVICE).type == "cpu"
     for name in with_reset:
-        assert torch.equal(with_reset[name][keep], without[name][keep]), f"{name} differs after a reset elsewhere"
+        a, b = with_reset[name][keep], without[name][keep]
+        same = torch.equal(a, b) if exact else torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+        assert same, f"{name} differs after a reset elsewhere"
 
 
 def test_object_scale_matches_a_model_compiled_at_that_size(box_scene):
