@@ -10,9 +10,8 @@ steps, the engine's state refresh and checks) and the raw simulator stepping the
 prints both as policy steps per second summed over environments, with their ratio. Measurements alternate between
 the two in `bench.rounds` short rounds and keep each one's fastest, which discounts other load on the machine.
 
-Issue 5 adds training throughput (env + learning): assign `TRAINING_THROUGHPUT` a function
-(env_factory, num_envs, seconds) -> policy steps per second, and the table gains that column; env_factory(n)
-builds the environment to train on with n environments.
+Then it trains the configured task (default carry_box) for a few epochs at `bench.training_num_envs` and prints
+the whole loop's throughput (environment + policy + learning) next to the environment-only figure of the same run.
 """
 
 from __future__ import annotations
@@ -23,10 +22,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
-from coohoi.config import EngineConfig, SceneConfig
+from coohoi.config import EngineConfig, SceneConfig, to_dataclass
 from coohoi.engine import Engine, EngineConfigError, make_engine
 from coohoi.scene import Scene, build_scene
 
@@ -42,9 +40,6 @@ DEFAULT_NUM_ENVS = {"mujoco": [1, 64, 256, 1024], "warp": [1024, 4096, 8192]}
 # PD targets during the benchmark: the default pose plus this much fixed noise (rad), so humanoids move and fall.
 TARGET_NOISE = 0.1
 
-TRAINING_THROUGHPUT: Callable[[Callable[[int], object], int, float], float] | None = None
-
-
 @dataclass
 class BenchSettings:
     num_envs: list[int] | None = None  # None: DEFAULT_NUM_ENVS of the engine
@@ -54,6 +49,8 @@ class BenchSettings:
     warmup_steps: int = 3  # untimed policy steps first (compiles and captures on the GPU)
     rounds: int = 6
     raw: bool = True  # also time the raw simulator
+    training_num_envs: list[int] | None = None  # None: [256] on the CPU engine, none on warp; [] skips training
+    training_epochs: int = 3  # timed epochs (after one warm-up epoch)
 
 
 @dataclass
@@ -62,7 +59,6 @@ class BenchRow:
     engine_rate: float  # policy steps per second, summed over environments
     raw_rate: float | None  # raw physics steps per second / decimation, summed over environments
     memory: dict[str, float]
-    training_rate: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -72,23 +68,15 @@ class BenchRow:
 def scene_config(name: str) -> SceneConfig:
     if name not in BENCH_SCENES:
         raise ValueError(f"unknown bench scene {name!r} in bench.scenes; choose from {', '.join(BENCH_SCENES)}")
-    return _typed(SceneConfig, BENCH_SCENES[name], "scene")
-
-
-def _typed(schema, values, where: str):
-    """values checked against a dataclass; an unknown key or a wrong type raises ValueError naming it."""
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values or {}))
-    except OmegaConfBaseException as exc:
-        raise ValueError(f"bad {where} setting: {exc}") from exc
+    return to_dataclass(SceneConfig, BENCH_SCENES[name], "scene")
 
 
 def _settings(cfg: DictConfig) -> BenchSettings:
-    return _typed(BenchSettings, cfg.get("bench"), "bench")
+    return to_dataclass(BenchSettings, cfg.get("bench"), "bench")
 
 
 def _engine_config(cfg: DictConfig) -> EngineConfig:
-    return _typed(EngineConfig, cfg.engine, "engine")
+    return to_dataclass(EngineConfig, cfg.engine, "engine")
 
 
 def _timed(step: Callable[[], None], sync: Callable[[], None], seconds: float, min_steps: int) -> float:
@@ -151,12 +139,10 @@ class _RawWarpLoop:
         import mujoco_warp as mjw
         import warp as wp
 
-        from coohoi.engine.warp_gpu import warp_compatible_model
-
         self.wp, self.mjw = wp, mjw
         self.device = engine.wp_device
         self.decimation = engine.decimation
-        mjm = warp_compatible_model(scene.model)
+        mjm = scene.model
         with wp.ScopedDevice(self.device):
             self.model = mjw.put_model(mjm)
             self.data = mjw.make_data(mjm, nworld=engine.num_envs, nconmax=engine.nconmax, njmax=engine.njmax)
@@ -213,13 +199,7 @@ def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> 
         if raw is not None:
             best_raw = min(best_raw, _timed(raw.step, sync_raw, chunk, settings.min_steps))
     memory = engine.memory_stats() if hasattr(engine, "memory_stats") else {}
-    training = None
-    if TRAINING_THROUGHPUT is not None:
-        def env_factory(num_envs: int):
-            return make_engine(scene, EngineConfig(**{**engine_cfg.__dict__, "num_envs": num_envs}))
-
-        training = TRAINING_THROUGHPUT(env_factory, n, settings.seconds)
-    return BenchRow(n, n / best_engine, n / best_raw if raw is not None else None, memory, training)
+    return BenchRow(n, n / best_engine, n / best_raw if raw is not None else None, memory)
 
 
 def format_table(title: str, engine_cfg: EngineConfig, rows: list[BenchRow]) -> str:
@@ -228,8 +208,7 @@ def format_table(title: str, engine_cfg: EngineConfig, rows: list[BenchRow]) -> 
     lines = [f"{title}: engine={engine_cfg.name} ({where}), decimation {engine_cfg.decimation}, "
              f"rates in policy steps/s summed over environments",
              f"{'N':>6} {'engine':>12} {'raw ' + raw_name + '/dec':>22} {'ratio':>6}"
-             + (f" {'GPU MiB (warp/torch/device)':>28}" if any(r.memory for r in rows) else "")
-             + (f" {'training':>10}" if any(r.training_rate is not None for r in rows) else "")]
+             + (f" {'GPU MiB (warp/torch/device)':>28}" if any(r.memory for r in rows) else "")]
     for r in rows:
         line = f"{r.num_envs:>6} {r.engine_rate:>12,.0f} " + (f"{r.raw_rate:>22,.0f} {r.ratio:>6.1%}" if r.raw_rate
                                                               else f"{'-':>22} {'-':>6}")
@@ -237,8 +216,6 @@ def format_table(title: str, engine_cfg: EngineConfig, rows: list[BenchRow]) -> 
             m = r.memory
             line += f" {m.get('warp_mempool_peak_mib', 0):>10,.0f}/{m.get('torch_max_allocated_mib', 0):,.0f}" \
                     f"/{m.get('device_used_mib', 0):,.0f}"
-        if r.training_rate is not None:
-            line += f" {r.training_rate:>10,.0f}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -263,4 +240,23 @@ def run(cfg: DictConfig) -> int:
         table = format_table(SCENE_TITLES.get(name, name), base, rows)
         print(table, flush=True)
         results[name] = rows
+    training_counts = settings.training_num_envs
+    if training_counts is None:
+        training_counts = [256] if base.name == "mujoco" else []
+    if training_counts:
+        print(training_table(cfg, training_counts, settings.training_epochs), flush=True)
     return 0
+
+
+def training_table(cfg: DictConfig, counts: list[int], epochs: int) -> str:
+    """Whole-loop training throughput of cfg.task next to its environment-only rate, from the same epochs."""
+    from coohoi.agents.train import measure_training_throughput
+
+    lines = [f"training task={cfg.task.name}: steps/s summed over environments; per epoch, seconds in the "
+             f"environment vs in policy inference and learning",
+             f"{'N':>6} {'env only':>10} {'env+learning':>13} {'env s':>7} {'learn s':>8}"]
+    for n in counts:
+        t = measure_training_throughput(cfg, int(n), epochs=epochs)
+        lines.append(f"{n:>6} {t['env_steps_per_s']:>10,.0f} {t['total_steps_per_s']:>13,.0f} "
+                     f"{t['env_s_per_epoch']:>7.2f} {t['learn_s_per_epoch']:>8.2f}")
+    return "\n".join(lines)

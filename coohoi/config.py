@@ -4,6 +4,29 @@ or misspelled key stops with a message that names it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names it."""
+
+
+def to_dataclass(cls: type[T], node: Any, where: str, error: type[ValueError] = ConfigError) -> T:
+    """Check a config node (dict or DictConfig) against a dataclass and build it; an unknown key or a wrong type
+    raises `error` naming `where` and the key."""
+    if isinstance(node, cls):
+        return node
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node or {}))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+        raise error(f"bad setting in {where}{'.' + str(key) if key else ''}: {exc}") from exc
+
 
 OBJECT_KINDS = ("box", "long_box", "table", "sofa", "high_stool", "mesh")
 HAND_SHAPES = ("sphere", "palm")

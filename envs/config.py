@@ -7,19 +7,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from coohoi import humanoid as hum
+from coohoi.config import T, ConfigError
+from coohoi.config import to_dataclass as core_to_dataclass
 from coohoi.assets import ASSET_DIR
 from coohoi.envs.rewards import REWARD_TERMS
 
 RESET_MODES = ("default", "reference", "mix")
 
 
-class EnvConfigError(ValueError):
+class EnvConfigError(ConfigError):
     """A task environment setting that cannot work; the message names the setting."""
 
 
@@ -112,22 +113,9 @@ class CarryEnvConfig(HumanoidEnvConfig):
     task_obs_noise_std: float = 0.0  # Gaussian noise on the object and target positions/corners of the task obs
 
 
-T = TypeVar("T")
-
-
 def to_dataclass(cls: type[T], node: Any, where: str) -> T:
-    """Check a config node against a dataclass and build it; unknown keys and wrong types raise EnvConfigError
-    naming `where` and the key."""
-    if isinstance(node, cls):
-        return node
-    if node is None:
-        node = {}
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), node)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
-        raise EnvConfigError(f"bad setting in {where}{'.' + str(key) if key else ''}: {exc}") from exc
+    """coohoi.config.to_dataclass, raising EnvConfigError."""
+    return core_to_dataclass(cls, node, where, EnvConfigError)
 
 
 def validate_humanoid_config(cfg: HumanoidEnvConfig, where: str = "task.env") -> None:

@@ -12,7 +12,7 @@ from coohoi.cli import compose, main
 
 def test_bench_prints_engine_raw_and_ratio_per_scene(capsys):
     cfg = compose(["bench.num_envs=[2]", "bench.seconds=0.05", "bench.rounds=1", "bench.warmup_steps=1",
-                   "engine.nthread=1"])
+                   "engine.nthread=1", "bench.training_num_envs=[]"])
     assert bench.run(cfg) == 0
     out = capsys.readouterr().out
     assert "1 humanoid + box" in out and "2 humanoids + long box" in out
@@ -24,21 +24,17 @@ def test_bench_prints_engine_raw_and_ratio_per_scene(capsys):
         assert float(ratio) == pytest.approx(100 * engine_rate / raw_rate, abs=1.0)
 
 
-def test_training_throughput_hook_adds_a_column(capsys, monkeypatch):
-    calls = []
-
-    def fake_training(env_factory, num_envs, seconds):
-        env = env_factory(num_envs)  # the factory builds what the benchmark measured, at any size
-        calls.append((env.num_envs, num_envs))
-        return 123.0
-
-    monkeypatch.setattr(bench, "TRAINING_THROUGHPUT", fake_training)
-    cfg = compose(["bench.num_envs=[2]", "bench.seconds=0.05", "bench.rounds=1", "bench.warmup_steps=1",
-                   "bench.scenes=[box1]", "bench.raw=false", "engine.nthread=1"])
-    bench.run(cfg)
+def test_training_throughput_is_printed_next_to_env_only(capsys):
+    cfg = compose(["task=amp_locomotion", "bench.num_envs=[2]", "bench.seconds=0.05", "bench.rounds=1",
+                   "bench.warmup_steps=1", "bench.scenes=[box1]", "bench.raw=false", "engine.nthread=1",
+                   "bench.training_num_envs=[4]", "bench.training_epochs=1"])
+    assert bench.run(cfg) == 0
     out = capsys.readouterr().out
-    assert calls == [(2, 2)]
-    assert "training" in out and re.search(r"^\s+2\s+[\d,]+\s+-\s+-\s+123$", out, flags=re.M), out
+    assert "training task=amp_locomotion" in out
+    row = re.search(r"^\s+4\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)$", out, flags=re.M)
+    assert row, out
+    env_only, total = (float(x.replace(",", "")) for x in row.groups()[:2])
+    assert 0 < total < env_only  # learning costs time on top of stepping
 
 
 def test_bad_bench_settings_are_named(capsys):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
-import pytest
 import torch
 
 from coohoi import humanoid as hum

@@ -22,7 +22,7 @@ from coohoi import humanoid as hum  # noqa: E402
 from coohoi.config import EngineConfig, SceneConfig  # noqa: E402
 from coohoi.engine import EngineConfigError, make_engine  # noqa: E402
 from coohoi.engine.base import OBJECT_SCALED_FIELDS  # noqa: E402
-from coohoi.engine.warp_gpu import contact_buffer_sizes, warp_compatible_model  # noqa: E402
+from coohoi.engine.warp_gpu import contact_buffer_sizes  # noqa: E402
 from coohoi.scene import build_scene  # noqa: E402
 
 WARP_DEVICE = os.environ.get("COOHOI_TEST_WARP_DEVICE", "cpu")
@@ -103,35 +103,6 @@ def _targets(default_dof, num_envs, k, step):
 @pytest.fixture(scope="module")
 def box_scene():
     return _scene()
-
-
-def test_baked_contact_override_simulates_like_the_original(box_scene):
-    """MuJoCo Warp has no contact override; for a scene that uses it, the baked copy of the model must step exactly
-    like the original, hands on the box and the floor included (their geom friction differs from the override's)."""
-    original = copy.copy(box_scene.model)  # MjModel copies are deep
-    original.opt.enableflags |= mujoco.mjtEnableBit.mjENBL_OVERRIDE
-    original.opt.o_solref = [0.02, 1.0]
-    original.opt.o_solimp = [0.9, 0.95, 0.001, 0.5, 2.0]
-    original.opt.o_friction = [0.8, 0.8, 0.01, 1e-4, 1e-4]
-    original.opt.o_margin = 0.001
-    baked = warp_compatible_model(original)
-    assert not baked.opt.enableflags & mujoco.mjtEnableBit.mjENBL_OVERRIDE
-    hands = [original.geom(f"h0/{side}_hand").id for side in ("right", "left")]
-    datas = [mujoco.MjData(m) for m in (original, baked)]
-    rng = np.random.default_rng(0)
-    for d in datas:
-        d.qpos[:] = box_scene.default_qpos
-        d.qpos[box_scene.object_qpos_start] = 0.45  # the box within reach
-        d.qvel[box_scene.object_qvel_start + 5] = 3.0  # spinning
-    hand_contacts = 0
-    for _ in range(300):
-        ctrl = rng.normal(size=original.nu) * 0.8
-        for m, d in zip((original, baked), datas):
-            d.ctrl[:] = ctrl
-            mujoco.mj_step(m, d)
-        hand_contacts += sum(int(c.geom[0] in hands or c.geom[1] in hands) for c in datas[0].contact[:datas[0].ncon])
-    np.testing.assert_array_equal(datas[0].qpos, datas[1].qpos)
-    assert hand_contacts > 10
 
 
 def test_buffer_sizes_cover_the_scene():

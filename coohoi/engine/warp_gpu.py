@@ -5,8 +5,6 @@ write PD targets and reset states in place on the device. On CUDA the whole poli
 steps plus the kinematics refresh) is one captured CUDA graph.
 
 Warp engine specifics, all on the same compiled scene as the CPU engine:
-- MuJoCo Warp has no contact-override flag; a scene that uses it (one solref/solimp/margin/friction for every
-  contact) has it baked into the geoms of a copy of the model, which gives the CPU engine's contacts exactly.
 - Contact and constraint buffers (engine.nconmax per world, pooled over worlds; engine.njmax per world) are sized
   from the scene's geoms unless the config sets them. Overflow is checked after every step: a world that ran out of
   constraint rows is reported and flagged `unstable` (the task resets it); a contact-pool overflow, which MuJoCo
@@ -16,7 +14,6 @@ Warp engine specifics, all on the same compiled scene as the CPU engine:
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import mujoco
@@ -53,29 +50,6 @@ def _overflow_bits():
     per_world = int(OverflowType.NEFC | OverflowType.NJMAX_NNZ)
     pooled = int(OverflowType.BROADPHASE | OverflowType.NARROWPHASE | OverflowType.CCD)
     return per_world, pooled
-
-
-def warp_compatible_model(model: mujoco.MjModel) -> mujoco.MjModel:
-    """A copy of the model that MuJoCo Warp accepts and that simulates like the original on the CPU.
-
-    MuJoCo Warp lacks the contact override flag. Under the flag MuJoCo gives every contact opt.o_solref,
-    o_solimp, o_margin and o_friction (joint limits keep their own parameters); setting those on every geom and
-    pair, and clearing the flag, produces the same contacts (tests/test_warp_parity.py checks this on the CPU)."""
-    out = copy.copy(model)  # MjModel's copy is a deep copy
-    if not model.opt.enableflags & mujoco.mjtEnableBit.mjENBL_OVERRIDE:
-        return out
-    o = model.opt
-    out.geom_solref[:] = o.o_solref
-    out.geom_solimp[:] = o.o_solimp
-    out.geom_margin[:] = o.o_margin / 2  # a contact's margin is the sum of its two geoms'
-    out.geom_friction[:] = o.o_friction[[0, 2, 3]]  # (slide, spin, roll); MuJoCo expands it to 5 per contact
-    if out.npair:
-        out.pair_solref[:] = o.o_solref
-        out.pair_solimp[:] = o.o_solimp
-        out.pair_margin[:] = o.o_margin
-        out.pair_friction[:] = o.o_friction
-    out.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_OVERRIDE)
-    return out
 
 
 def _can_collide(model: mujoco.MjModel, g1: int, g2: int) -> bool:
@@ -147,7 +121,7 @@ class WarpEngine(Engine):
         if self._on_cuda:  # our own stream: graphs cannot be captured on torch's default (legacy) stream
             self._torch_stream = torch.cuda.Stream(device=self._torch_device)
             self._stream = wp.stream_from_torch(self._torch_stream)
-        mjm = warp_compatible_model(scene.model)
+        mjm = scene.model
         n = self.num_envs
         # The object's size and mass fields get one row per world (MuJoCo Warp has no dof_M0: it builds the mass
         # matrix from body masses every step).
