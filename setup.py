@@ -47,12 +47,12 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg>=0.4",  # mp4 writing for `coohoi motion render` (ships its own ffmpeg binary)
         "pyyaml",
+        "scipy>=1.10",
+        "wandb",  # optional logging (wandb.enabled=true), offline by default
     ],
     extras_require={
         "test": ["pytest>=8", "mujoco-warp>=4.0.0", "warp-lang>=1.9"],
         "gpu": ["mujoco-warp>=4.0.0", "warp-lang>=1.9"],
-        "wandb": ["wandb"],
-        "export": ["onnx"],
     },
     entry_points={"console_scripts": ["coohoi=coohoi.cli:main"]},
 )
