@@ -54,6 +54,15 @@ def train_settings(cfg: DictConfig) -> dict[str, Any]:
     return settings
 
 
+def mu_initializer(init_range: float | None) -> dict:
+    """rl-games initializer of the action-mean layer's weights: PyTorch's default (published), or uniform in
+    [-init_range, init_range], which starts the policy close to the zero action (PD targets at the joints' mid
+    ranges) instead of at random per-state targets."""
+    if init_range is None:
+        return {"name": "default"}
+    return {"name": "random_uniform_initializer", "a": -float(init_range), "b": float(init_range)}
+
+
 def derive_amp_minibatch_size(amp_requested: int, ppo_requested: int, ppo_minibatch: int) -> int:
     """The published setup trains the discriminator on 4096 samples (of each kind) per PPO minibatch of 16384.
     When the PPO minibatch is reduced (few environments), the discriminator minibatch shrinks in proportion, so
@@ -113,7 +122,7 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
             "continuous": {
                 "mu_activation": "None",
                 "sigma_activation": "None",
-                "mu_init": {"name": "default"},
+                "mu_init": mu_initializer(t.get("mu_init_range")),
                 "sigma_init": {"name": "const_initializer", "val": float(t["sigma_init"])},
                 "fixed_sigma": True,
                 "learn_sigma": bool(t["learn_sigma"]),
