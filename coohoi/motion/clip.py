@@ -34,6 +34,15 @@ class MotionFormatError(ValueError):
     """A motion file that cannot be read as a clip; the message names the file and the problem."""
 
 
+def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, never unpickling; an unreadable file raises MotionFormatError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise MotionFormatError(f"{path}: not a readable {what} ({exc})") from exc
+
+
 @dataclass
 class MotionClip:
     fps: float
@@ -95,11 +104,7 @@ class MotionClip:
     @classmethod
     def load(cls, path: str | Path) -> "MotionClip":
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                contents = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise MotionFormatError(f"{path}: not a readable .npz clip ({exc})") from exc
+        contents = read_npz(path, ".npz clip")
         if str(contents.get("format", "")) != CLIP_FORMAT:
             raise MotionFormatError(f"{path}: missing or unknown 'format' (expected {CLIP_FORMAT!r})")
         missing = [k for k in ("fps", "root_pos", "root_quat", "dof_pos") if k not in contents]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coohoi.motion.clip import MotionClip, MotionFormatError
+from coohoi.motion.clip import MotionClip, MotionFormatError, read_npz
 from coohoi.motion.importers.retarget import RetargetConfig, retarget
 from coohoi.motion.importers.safe_load import restricted_loads
 
@@ -53,11 +53,7 @@ FRAMES_PER_CHUNK = 256
 def load_amass(path: str | Path) -> dict:
     """The AMASS file's arrays, validated: poses, trans, betas, fps, gender, model_type."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            content = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise MotionFormatError(f"{path}: not a readable AMASS .npz without pickled objects ({exc})") from exc
+    content = read_npz(path, "AMASS .npz without pickled objects")
     missing = [k for k in ("poses", "trans") if k not in content]
     if "mocap_framerate" not in content and "mocap_frame_rate" not in content:
         missing.append("mocap_framerate (or mocap_frame_rate)")
