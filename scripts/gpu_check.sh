@@ -72,8 +72,9 @@ log "installed: $(python3 -P -c 'import warp, mujoco, mujoco_warp, torch; print(
 
 # ---- checks, each with the time that is left ---------------------------------------------------------------------
 declare -A STATUS
-step() {  # step NAME MAX_SECONDS COMMAND...
+step() {  # step NAME MAX_SECONDS COMMAND...   (GPU_CHECK_ONLY="parity train" runs just those steps)
   local name=$1 max=$2; shift 2
+  if [ -n "${GPU_CHECK_ONLY:-}" ] && [[ " $GPU_CHECK_ONLY " != *" $name "* ]]; then STATUS[$name]="not selected"; return; fi
   local left=$((BUDGET - ($(date +%s) - START) - 5))
   if [ "$left" -lt 20 ]; then STATUS[$name]="skipped (budget)"; log "skip $name"; return; fi
   [ "$max" -gt "$left" ] && max=$left
