@@ -79,6 +79,12 @@ def derive_minibatch_size(requested: int, batch_size: int) -> int:
     return size
 
 
+def learn_threads(cfg: DictConfig) -> int:
+    """Torch threads for the policy and discriminator updates: cfg.learn_threads, 0 meaning every CPU core."""
+    threads = int(cfg.get("learn_threads", 0) or 0)
+    return threads if threads > 0 else (os.cpu_count() or 1)
+
+
 def set_torch_threads(cfg: DictConfig) -> None:
     threads = int(cfg.get("torch_threads", 0) or 0)
     if threads > 0:
@@ -173,6 +179,8 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "task_reward_weight": float(t["task_reward_weight"]),
         "style_reward_weight": float(t["style_reward_weight"]),
         "amp": amp,
+        "rollout_threads": int(cfg.get("torch_threads", 0) or 0),
+        "learn_threads": learn_threads(cfg),
         "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions,
                      **{k: t[k] for k in NETWORK_KEYS}},
     }

@@ -66,6 +66,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.save_frequency = int(config.get("save_frequency", 0))
         self.snapshot_frequency = int(config.get("snapshot_frequency", 0))
         self.last_checkpoint = None
+        self.rollout_threads = int(config.get("rollout_threads", 0))
+        self.learn_threads = int(config.get("learn_threads", 0))
 
     # ---------------------------------------------------------------- buffers
     def _fill_demo_buffer(self, num_samples: int) -> None:
@@ -93,6 +95,16 @@ class AMPAgent(a2c_continuous.A2CAgent):
 
     # ---------------------------------------------------------------- rollout
     def play_steps(self):
+        # Small per-environment tensors step fastest on one torch thread; the learning that follows gets more.
+        if self.rollout_threads:
+            torch.set_num_threads(self.rollout_threads)
+        try:
+            return self._play_steps()
+        finally:
+            if self.learn_threads:
+                torch.set_num_threads(self.learn_threads)
+
+    def _play_steps(self):
         buf = self.experience_buffer
         step_time = 0.0
         for n in range(self.horizon_length):
