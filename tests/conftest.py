@@ -12,6 +12,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes; excluded by default, run with -m slow")
 
 
-@pytest.fixture
-def rng():
-    return torch.Generator().manual_seed(0)
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A small motion dataset (two synthetic clips) for env tests that must not depend on the shipped set."""
+    from _env_helpers import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("motions"))

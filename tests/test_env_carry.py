@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from _env_helpers import env_config, write_dataset
+from _env_helpers import env_config
 
 from coohoi.cli import compose
 from coohoi.envs import CarryEnv, make_env, task_configs
@@ -15,11 +15,6 @@ from coohoi.envs.rewards import REWARD_TERMS
 
 torch.set_num_threads(1)
 N = 8
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("motions"))
 
 
 @pytest.fixture(scope="module")

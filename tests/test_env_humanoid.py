@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _env_helpers import env_config, write_dataset
+from _env_helpers import env_config
 
 from coohoi import humanoid as hum
 from coohoi.assets import ASSET_DIR
@@ -20,11 +20,6 @@ from coohoi.rotations import quat_from_axis_angle
 
 torch.set_num_threads(1)
 N = 4
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("motions"))
 
 
 @pytest.fixture(scope="module")
