@@ -63,6 +63,17 @@ def mu_initializer(init_range: float | None) -> dict:
     return {"name": "random_uniform_initializer", "a": -float(init_range), "b": float(init_range)}
 
 
+MU_INIT_BIASES = ("zero", "default_pose")
+
+
+def mu_bias(kind: str, env) -> list[float] | None:
+    """Initial bias of the action-mean layer: zero (published: the untrained policy's mean PD targets are the
+    offsets of reference §2, with knees and elbows at mid-range) or default_pose (the standing pose's action)."""
+    if kind not in MU_INIT_BIASES:
+        raise ValueError(f"task.train.mu_init_bias must be one of {', '.join(MU_INIT_BIASES)}, got {kind!r}")
+    return None if kind == "zero" else env.default_pose_action().tolist()
+
+
 def derive_amp_minibatch_size(amp_requested: int, ppo_requested: int, ppo_minibatch: int) -> int:
     """The published setup trains the discriminator on 4096 samples (of each kind) per PPO minibatch of 16384.
     When the PPO minibatch is reduced (few environments), the discriminator minibatch shrinks in proportion, so
@@ -102,6 +113,7 @@ def seed_everything(seed: int) -> None:
 
 
 NETWORK_KEYS = ("mlp_units", "disc_units", "activation")
+LR_SCHEDULES = ("constant", "adaptive")
 
 
 def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs: int | None = None,
@@ -121,6 +133,8 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
     amp = {k: t["amp"][k] for k in AMP_KEYS}
     amp["minibatch_size"] = derive_amp_minibatch_size(amp["minibatch_size"], t["minibatch_size"], minibatch)
     compile_requested = bool(t.get("torch_compile", False))
+    if t["lr_schedule"] not in LR_SCHEDULES:
+        raise ValueError(f"task.train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {t['lr_schedule']!r}")
     network = {
         "name": "coohoi_amp",
         "separate": True,
@@ -129,6 +143,7 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
                 "mu_activation": "None",
                 "sigma_activation": "None",
                 "mu_init": mu_initializer(t.get("mu_init_range")),
+                "mu_bias": mu_bias(t.get("mu_init_bias", "zero"), env),
                 "sigma_init": {"name": "const_initializer", "val": float(t["sigma_init"])},
                 "fixed_sigma": True,
                 "learn_sigma": bool(t["learn_sigma"]),
@@ -158,7 +173,8 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "gamma": float(t["gamma"]),
         "tau": float(t["tau"]),
         "learning_rate": float(t["learning_rate"]),
-        "lr_schedule": "constant",
+        "lr_schedule": str(t["lr_schedule"]),
+        "kl_threshold": float(t["kl_threshold"]),
         "schedule_type": "standard",  # one KL read per mini-epoch, not per minibatch
         "e_clip": float(t["e_clip"]),
         "clip_value": bool(t["clip_value"]),
@@ -324,35 +340,59 @@ def measure_training_throughput(cfg: DictConfig, num_envs: int, epochs: int = 3,
 
 
 # ---------------------------------------------------------------------------------------------------- play
+class ZeroActionPolicy:
+    """The baseline that does nothing: action 0 everywhere (PD targets at the offsets of reference §2)."""
+
+    def __init__(self, env):
+        self.shape = (env.num_rows, env.num_actions)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(self.shape, device=obs.device)
+
+
+PLAY_POLICIES = ("checkpoint", "zero")
+
+
 def play(cfg: DictConfig) -> int:
-    """Run a checkpoint's policy (deterministic actions). Viewer on world 0 by default; play.headless=true runs
-    play.steps steps without a window (optionally writing play.video, an mp4 of world 0) and prints episode
-    metrics."""
+    """Run a checkpoint's policy (deterministic actions unless play.deterministic=false), or with play.policy=zero
+    the zero-action baseline. Viewer on world 0 by default; play.headless=true runs play.steps steps without a
+    window (optionally writing play.video, an mp4 of world 0) and prints episode metrics."""
     from coohoi.agents.rlgames import AMP_NAME, make_runner
     from coohoi.envs import make_env
 
-    checkpoint = cfg.get("checkpoint")
-    if not checkpoint:
-        raise ValueError("coohoi play needs checkpoint=PATH")
     play_cfg = cfg.get("play") or {}
+    policy_kind = play_cfg.get("policy", "checkpoint")
+    if policy_kind not in PLAY_POLICIES:
+        raise ValueError(f"play.policy must be one of {', '.join(PLAY_POLICIES)}, got {policy_kind!r}")
+    checkpoint = cfg.get("checkpoint")
+    if policy_kind == "checkpoint" and not checkpoint:
+        raise ValueError("coohoi play needs checkpoint=PATH (or play.policy=zero)")
     set_torch_threads(cfg)
-    trained_with = load_checkpoint(checkpoint).get("coohoi", {})  # network sizes as trained (any engine)
-    env = make_env(cfg)
-    vec_env = RlGamesVecEnv(env)
-    params = build_rlgames_params(cfg, vec_env, network=trained_with)
-    runner = make_runner()
-    runner.load_config(params)
-    player = runner.player_factory.create(AMP_NAME, params=runner.params)
-    player.restore(checkpoint)
+    if policy_kind == "zero":
+        env = make_env(cfg)
+        vec_env = RlGamesVecEnv(env)
+        policy = ZeroActionPolicy(env)
+        act = policy.act
+    else:
+        trained_with = load_checkpoint(checkpoint).get("coohoi", {})  # network sizes as trained (any engine)
+        env = make_env(cfg)
+        vec_env = RlGamesVecEnv(env)
+        params = build_rlgames_params(cfg, vec_env, network=trained_with)
+        runner = make_runner()
+        runner.load_config(params)
+        player = runner.player_factory.create(AMP_NAME, params=runner.params)
+        player.restore(checkpoint)
+        deterministic = bool(play_cfg.get("deterministic", True))
+        act = lambda obs: player.act(obs, deterministic=deterministic)  # noqa: E731
     steps = int(play_cfg.get("steps", 600))
     obs = env.reset()
     if play_cfg.get("headless", False):
-        frames = _run_headless(env, player, obs, steps, play_cfg.get("video"))
+        frames = _run_headless(env, act, obs, steps, play_cfg.get("video"))
         print(json.dumps(vec_env.episode_summary()))
         if frames:
             print(f"wrote {play_cfg.get('video')} ({frames} frames)")
         return 0
-    _run_viewer(env, player, obs)
+    _run_viewer(env, act, obs)
     return 0
 
 
@@ -363,7 +403,7 @@ def _world0(env):
     return getter(0)
 
 
-def _run_headless(env, player, obs, steps: int, video: str | None) -> int:
+def _run_headless(env, act, obs, steps: int, video: str | None) -> int:
     """Step the policy; with video, render world 0 after every step (coohoi.render) and write it."""
     frames = []
     renderer = None
@@ -373,7 +413,7 @@ def _run_headless(env, player, obs, steps: int, video: str | None) -> int:
         renderer = HumanoidRenderer(env.engine.scene)
     try:
         for _ in range(steps):
-            obs, *_ = env.step(player.act(obs))
+            obs, *_ = env.step(act(obs))
             if renderer is not None:
                 frames.append(renderer.render(_world0(env)[1].qpos))
     finally:
@@ -386,7 +426,7 @@ def _run_headless(env, player, obs, steps: int, video: str | None) -> int:
     return len(frames)
 
 
-def _run_viewer(env, player, obs) -> None:
+def _run_viewer(env, act, obs) -> None:
     import mujoco
     import mujoco.viewer
 
@@ -394,7 +434,7 @@ def _run_viewer(env, player, obs) -> None:
     with mujoco.viewer.launch_passive(model, data) as viewer:
         while viewer.is_running():
             start = time.perf_counter()
-            obs, *_ = env.step(player.act(obs))
+            obs, *_ = env.step(act(obs))
             _, world = _world0(env)
             data.qpos[:], data.qvel[:] = world.qpos, world.qvel
             mujoco.mj_forward(model, data)

@@ -258,6 +258,11 @@ class HumanoidEnv:
         actions = actions.to(self.dtype)
         return actions.clamp(-1.0, 1.0) if self.cfg.clip_actions else actions
 
+    def default_pose_action(self) -> torch.Tensor:
+        """The action [28] whose PD targets are the humanoid's default (standing) pose."""
+        default = self.engine.default_state(1).humanoid.dof_pos.reshape(-1, self.num_actions)[0]
+        return (default - self.action_offset) / self.action_scale
+
     def pd_targets(self, actions: torch.Tensor) -> torch.Tensor:
         """Actions [rows, 28] -> PD targets [rows, 28]."""
         return self.action_offset + self.action_scale * actions

@@ -193,3 +193,14 @@ def test_env_is_registered_with_rlgames_factories():
     vec = vecenv.create_vec_env(RLGAMES_ENV_NAME, 5)
     assert isinstance(vec, RlGamesVecEnv) and vec.env.num_rows == 5
     assert vec.fetch_amp_demo(7).shape == (7, 6)
+
+
+def test_mean_action_can_start_at_the_standing_pose(tmp_path):
+    agent, _ = make_agent(_cfg(tmp_path, "engine.num_envs=2", "task.train.mu_init_bias=default_pose"))
+    env = agent.vec_env.env
+    bias = agent.model.a2c_network.mu.bias.detach().to(env.dtype)
+    standing = env.engine.default_state(1).humanoid.dof_pos.reshape(-1)
+    assert torch.allclose(env.pd_targets(bias), standing, atol=1e-6)
+    assert not torch.allclose(env.pd_targets(torch.zeros_like(bias)), standing, atol=0.1)  # the published zero
+    with pytest.raises(ValueError, match="mu_init_bias must be one of zero, default_pose, got 'stand'"):
+        make_agent(_cfg(tmp_path, "engine.num_envs=2", "task.train.mu_init_bias=stand"))

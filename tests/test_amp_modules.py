@@ -11,6 +11,7 @@ from coohoi.agents.amp_modules import (
     ReplayBuffer,
     RunningMeanStd,
     discriminator_loss,
+    gaussian_kl,
     gradient_penalty,
     style_reward,
 )
@@ -139,3 +140,15 @@ def test_running_mean_std_matches_batch_statistics():
     assert torch.allclose(normed.mean(0), torch.zeros(3), atol=1e-3)
     assert torch.allclose(normed.std(0), torch.ones(3), atol=1e-2)
     assert rms.normalize(torch.full((1, 3), 1e6)).max().item() == 5.0
+
+
+def test_gaussian_kl_is_exact_at_the_published_small_std():
+    """rl-games' policy_kl is biased below zero at std exp(-2.9); ours matches torch.distributions and is 0 for
+    identical policies, which the adaptive learning-rate schedule relies on."""
+    g = torch.Generator().manual_seed(0)
+    mu0, mu1 = torch.randn(64, 28, generator=g), torch.randn(64, 28, generator=g)
+    sigma = torch.full((64, 28), math.exp(-2.9))
+    assert gaussian_kl(mu0, sigma, mu0, sigma).item() == 0.0
+    p, q = torch.distributions.Normal(mu0, sigma), torch.distributions.Normal(mu0 + 1e-3 * mu1, 1.3 * sigma)
+    expected = torch.distributions.kl_divergence(p, q).sum(-1).mean()
+    assert gaussian_kl(mu0, sigma, mu0 + 1e-3 * mu1, 1.3 * sigma).item() == pytest.approx(expected.item(), rel=1e-5)

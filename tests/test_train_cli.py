@@ -49,6 +49,31 @@ def test_train_writes_checkpoint_and_logs_then_resumes(tmp_path, capsys):
     assert [m["epoch"] for m in rows] == [1, 2, 3] and rows[-1]["frames"] == 768
 
 
+def test_adaptive_learning_rate_moves_and_resumes_where_it_was(tmp_path):
+    run_dir = tmp_path / "adaptive"
+    common = [*FAST, f"output_dir={tmp_path}", "experiment=adaptive", "task.train.lr_schedule=adaptive",
+              "task.train.kl_threshold=1.0e-6", "task.train.mini_epochs=1"]  # every update's KL is far above it
+    assert main(["train", *common, "train.max_epochs=2"]) == 0
+    lrs = [m["info/lr"] for m in _metrics(run_dir)]
+    assert lrs == pytest.approx([1.0e-4 / 1.5, 1.0e-4 / 1.5**2])  # the CPU start, divided by 1.5 per mini-epoch
+    assert all(m["info/kl"] >= 0.0 for m in _metrics(run_dir))
+    assert main(["train", *common, "train.max_epochs=3", f"checkpoint={run_dir / 'nn' / 'last.pth'}",
+                 "resume=true"]) == 0
+    assert _metrics(run_dir)[-1]["info/lr"] == pytest.approx(1.0e-4 / 1.5**3)
+
+
+def test_unknown_lr_schedule_is_refused(tmp_path, capsys):
+    assert main(["train", *FAST, f"output_dir={tmp_path}", "task.train.lr_schedule=adaptiv"]) == 2
+    assert "lr_schedule must be one of constant, adaptive, got 'adaptiv'" in capsys.readouterr().err
+
+
+def test_zero_action_baseline_plays_without_checkpoint(capsys):
+    assert main(["play", "task=amp_locomotion", "engine.num_envs=8", "play.policy=zero", "play.headless=true",
+                 "play.steps=120", "task.env.reset_mode=reference"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["num_episodes"] > 0 and 1 < summary["episode_length"] < 120  # reference starts fall under it
+
+
 def test_bad_checkpoints_stop_training_with_a_clear_error(tmp_path, capsys):
     common = ["train", *FAST, f"output_dir={tmp_path}", "train.max_epochs=1"]
     assert main([*common, f"checkpoint={tmp_path / 'missing.pth'}"]) == 2

@@ -23,7 +23,7 @@ import torch
 from rl_games.algos_torch import a2c_continuous, torch_ext
 from rl_games.common.a2c_common import swap_and_flatten01
 
-from coohoi.agents.amp_modules import DiscLossConfig, ReplayBuffer, discriminator_loss, style_reward
+from coohoi.agents.amp_modules import DiscLossConfig, ReplayBuffer, discriminator_loss, gaussian_kl, style_reward
 from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, save_atomic
 
 # Demo samples are fetched from the motion library in chunks of this many (bounds the FK batch size).
@@ -204,7 +204,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.trancate_gradients_and_step()
 
         with torch.no_grad():
-            kl = torch_ext.policy_kl(res["mus"].detach(), res["sigmas"].detach(), input_dict["mu"], input_dict["sigma"])
+            kl = gaussian_kl(res["mus"], res["sigmas"], input_dict["mu"], input_dict["sigma"])
         for key, value in disc.items():
             self.disc_stats["disc_loss" if key == "loss" else key].append(value.detach())
         self.aux_loss_dict = {}
@@ -296,6 +296,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
             if "optimizer" not in state:
                 raise ValueError(f"checkpoint {fn!r} has no optimizer state, so it cannot resume training")
             self.set_full_state_weights(state, set_epoch=True)
+            self.last_lr = self.optimizer.param_groups[0]["lr"]  # an adaptive schedule continues where it was
         else:
             self.set_weights(state)
 

@@ -2,7 +2,8 @@
 
 Network params (rl-games `network:` section) are those of rl-games' `actor_critic` builder plus
     disc: {units: [1024, 512], activation: relu, input_size: <env.num_amp_obs>}
-and `space.continuous.learn_sigma: false` for the published fixed action std (exp(sigma_init)).
+and, under `space.continuous`, `learn_sigma: false` for the published fixed action std (exp(sigma_init)) and an
+optional `mu_bias` (one value per action) that initialises the action-mean layer's bias.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ class AMPBuilder(network_builder.A2CBuilder):
             if not disc or "input_size" not in disc:
                 raise ValueError("network.disc.input_size (the AMP feature size) is required by the AMP network")
             self.disc = Discriminator(int(disc["input_size"]), tuple(disc["units"]), disc.get("activation", "relu"))
-            learn_sigma = params["space"]["continuous"].get("learn_sigma", True)
+            continuous = params["space"]["continuous"]
+            mu_bias = continuous.get("mu_bias")
+            if mu_bias is not None:  # where the untrained policy's mean action points (rl-games starts it at 0)
+                with torch.no_grad():
+                    self.mu.bias.copy_(torch.as_tensor(mu_bias, dtype=self.mu.bias.dtype))
+            learn_sigma = continuous.get("learn_sigma", True)
             if self.fixed_sigma and not learn_sigma:
                 self.sigma.requires_grad_(False)
 
