@@ -28,7 +28,7 @@ from coohoi.agents.checkpoint import CheckpointError, load_checkpoint  # noqa: F
 
 # Settings of cfg.task.train that the AMP agent reads from rl-games' `config.amp` section.
 AMP_KEYS = ("batch_size", "minibatch_size", "demo_buffer_size", "replay_buffer_size", "replay_keep_prob",
-            "disc_coef", "disc_grad_penalty", "disc_logit_reg", "disc_weight_decay")
+            "disc_coef", "disc_grad_penalty", "disc_logit_reg", "disc_weight_decay", "disc_learning_rate")
 
 
 def runs_on_cpu(cfg: DictConfig) -> bool:
@@ -340,23 +340,14 @@ def measure_training_throughput(cfg: DictConfig, num_envs: int, epochs: int = 3,
 
 
 # ---------------------------------------------------------------------------------------------------- play
-class ZeroActionPolicy:
-    """The baseline that does nothing: action 0 everywhere (PD targets at the offsets of reference §2)."""
-
-    def __init__(self, env):
-        self.shape = (env.num_rows, env.num_actions)
-
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(self.shape, device=obs.device)
-
-
 PLAY_POLICIES = ("checkpoint", "zero")
 
 
 def play(cfg: DictConfig) -> int:
     """Run a checkpoint's policy (deterministic actions unless play.deterministic=false), or with play.policy=zero
-    the zero-action baseline. Viewer on world 0 by default; play.headless=true runs play.steps steps without a
-    window (optionally writing play.video, an mp4 of world 0) and prints episode metrics."""
+    the zero-action baseline (PD targets at the offsets of reference §2). Viewer on world 0 by default;
+    play.headless=true runs play.steps steps without a window (optionally writing play.video, an mp4 of world 0)
+    and prints episode metrics."""
     from coohoi.agents.rlgames import AMP_NAME, make_runner
     from coohoi.envs import make_env
 
@@ -368,15 +359,13 @@ def play(cfg: DictConfig) -> int:
     if policy_kind == "checkpoint" and not checkpoint:
         raise ValueError("coohoi play needs checkpoint=PATH (or play.policy=zero)")
     set_torch_threads(cfg)
+    # Network sizes as trained (any engine); read first so that a bad checkpoint stops before the env is built.
+    trained_with = load_checkpoint(checkpoint).get("coohoi", {}) if policy_kind == "checkpoint" else {}
+    env = make_env(cfg)
+    vec_env = RlGamesVecEnv(env)
     if policy_kind == "zero":
-        env = make_env(cfg)
-        vec_env = RlGamesVecEnv(env)
-        policy = ZeroActionPolicy(env)
-        act = policy.act
+        act = lambda obs: torch.zeros(env.num_rows, env.num_actions, device=obs.device)  # noqa: E731
     else:
-        trained_with = load_checkpoint(checkpoint).get("coohoi", {})  # network sizes as trained (any engine)
-        env = make_env(cfg)
-        vec_env = RlGamesVecEnv(env)
         params = build_rlgames_params(cfg, vec_env, network=trained_with)
         runner = make_runner()
         runner.load_config(params)

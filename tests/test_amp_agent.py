@@ -204,3 +204,14 @@ def test_mean_action_can_start_at_the_standing_pose(tmp_path):
     assert not torch.allclose(env.pd_targets(torch.zeros_like(bias)), standing, atol=0.1)  # the published zero
     with pytest.raises(ValueError, match="mu_init_bias must be one of zero, default_pose, got 'stand'"):
         make_agent(_cfg(tmp_path, "engine.num_envs=2", "task.train.mu_init_bias=stand"))
+
+
+def test_discriminator_step_size_can_stay_fixed_under_an_adaptive_schedule(tmp_path):
+    shared, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    assert len(shared.optimizer.param_groups) == 1  # published: one optimizer and one step size
+    agent, _ = _agent(tmp_path, "task.train.max_epochs=1", "task.train.amp.disc_learning_rate=3.0e-4")
+    policy_group, disc_group = agent.optimizer.param_groups
+    assert {id(p) for p in disc_group["params"]} == {id(p) for p in agent.model.disc.parameters()}
+    assert len(policy_group["params"]) + len(disc_group["params"]) == len(list(agent.model.parameters()))
+    agent.update_lr(5.0e-3)
+    assert policy_group["lr"] == 5.0e-3 and disc_group["lr"] == 3.0e-4

@@ -47,6 +47,15 @@ class AMPAgent(a2c_continuous.A2CAgent):
             logit_reg=float(amp["disc_logit_reg"]),
             weight_decay=float(amp["disc_weight_decay"]),
         )
+        self.disc_learning_rate = amp.get("disc_learning_rate")
+        if self.disc_learning_rate is not None:
+            # Two parameter groups: the policy's step size follows the schedule, the discriminator's stays fixed.
+            disc_params = list(self.model.disc.parameters())
+            disc_ids = {id(p) for p in disc_params}
+            self.optimizer = torch.optim.Adam(
+                [{"params": [p for p in self.model.parameters() if id(p) not in disc_ids]},
+                 {"params": disc_params, "lr": float(self.disc_learning_rate)}],
+                float(self.last_lr), eps=1e-08, weight_decay=self.weight_decay)
         self.amp_minibatch_size = min(int(amp["minibatch_size"]), self.minibatch_size)
         self.amp_batch_size = int(amp["batch_size"])
         amp_size = self.env_info["amp_observation_space"].shape[0]
@@ -68,6 +77,12 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.last_checkpoint = None
         self.rollout_threads = int(config.get("rollout_threads", 0))
         self.learn_threads = int(config.get("learn_threads", 0))
+
+    def update_lr(self, lr):
+        """Set the policy's step size (and the discriminator's unless disc_learning_rate fixes it)."""
+        groups = self.optimizer.param_groups
+        for group in groups if self.disc_learning_rate is None else groups[:1]:
+            group["lr"] = lr
 
     # ---------------------------------------------------------------- buffers
     def _fill_demo_buffer(self, num_samples: int) -> None:
