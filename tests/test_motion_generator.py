@@ -5,7 +5,9 @@ Quality checks (definitions in coohoi.motion.quality):
   2 cm horizontally;
 - no geom of the humanoid more than 1 cm below the ground;
 - joint angles inside the model's ranges;
-- while a clip marks both hands in contact, each hand centre is within 2 cm of its grip point on the box side.
+- while a clip marks both hands in contact, each hand centre is within 2 cm of its grip point on the box side;
+- dynamics: the centre of pressure the motion needs (full inverse dynamics) lies on the feet on the ground: at most
+  3 cm off on average, and more than 3 cm off on at most 10% of the frames.
 Each check is also run on a deliberately broken clip, to show it fails when it should.
 """
 
@@ -23,13 +25,18 @@ from coohoi.motion.clip import MotionClip
 from coohoi.motion.gait import FootGeometry, Stance, foot_trajectory
 from coohoi.motion.ik import BodyTarget, HumanoidIK
 from coohoi.motion.quality import (
+    COP_FRAME_ERROR,
+    MAX_COP_FRAME_SHARE,
     MAX_FOOT_SLIDE,
     MAX_GRIP_ERROR,
+    MAX_MEAN_COP_ERROR,
     MAX_PENETRATION,
     JOINT_LIMIT_TOLERANCE,
     ClipMeasure,
+    centre_of_pressure_error,
     contact_phase_slides,
     measure_clip,
+    nearest_in_hull,
 )
 
 MOTION_DIR = ASSET_DIR / "motions"
@@ -89,6 +96,8 @@ def test_shipped_clip_quality(file, quality):
     assert q.max_limit_violation <= JOINT_LIMIT_TOLERANCE, f"{file}: joint limit passed by {q.max_limit_violation}"
     if q.grip_frames:
         assert q.max_grip_error < MAX_GRIP_ERROR, f"{file}: a hand is {q.max_grip_error * 100:.2f} cm off the box"
+    assert q.mean_cop_error < MAX_MEAN_COP_ERROR, f"{file}: centre of pressure {q.mean_cop_error * 100:.1f} cm off"
+    assert q.cop_frame_share <= MAX_COP_FRAME_SHARE, f"{file}: {q.cop_frame_share:.0%} of frames off balance"
 
 
 @pytest.mark.parametrize("file", SHIPPED_FILES)
@@ -180,7 +189,27 @@ def test_non_looping_clips_are_marked_so():
         assert clip.loop == (clip.name in LOOPING_CLIPS), clip.name
 
 
+def _assert_same_clips(new_dir, files):
+    for file in files:
+        new, old = MotionClip.load(new_dir / file), MotionClip.load(MOTION_DIR / file)
+        assert new.loop == old.loop and new.fps == old.fps
+        for key in CLIP_KEYS:
+            a, b = getattr(new, key), getattr(old, key)
+            assert (a is None) == (b is None), (file, key)
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=0, atol=REBUILD_TOLERANCE, err_msg=f"{file}: {key}")
+
+
+def test_generator_rebuilds_shipped_clips_exactly(tmp_path):
+    """Two clips that go through every step (a walk; a carry with the box's weight in the balance step)."""
+    names = ["walk_forward_1.2", "carry_forward"]
+    generator.generate_all(tmp_path, names=names)
+    _assert_same_clips(tmp_path, [f"{n}.npz" for n in names])
+
+
+@pytest.mark.slow
 def test_generate_command_rebuilds_the_shipped_set_exactly(tmp_path):
+    """The whole set (about a minute: the balance step runs the IK and inverse dynamics six times per clip)."""
     from coohoi.cli import main
 
     assert main(["motion", "generate", "--out-dir", str(tmp_path)]) == 0
@@ -188,14 +217,7 @@ def test_generate_command_rebuilds_the_shipped_set_exactly(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SHIPPED_FILES + datasets)
     for file in datasets:
         assert (tmp_path / file).read_text() == (MOTION_DIR / file).read_text()
-    for file in SHIPPED_FILES:
-        new, old = MotionClip.load(tmp_path / file), MotionClip.load(MOTION_DIR / file)
-        assert new.loop == old.loop and new.fps == old.fps
-        for key in CLIP_KEYS:
-            a, b = getattr(new, key), getattr(old, key)
-            assert (a is None) == (b is None), (file, key)
-            if a is not None:
-                np.testing.assert_allclose(a, b, rtol=0, atol=REBUILD_TOLERANCE, err_msg=f"{file}: {key}")
+    _assert_same_clips(tmp_path, SHIPPED_FILES)
 
 
 def test_generate_all_rejects_unknown_skill(tmp_path):
@@ -252,6 +274,30 @@ def test_grip_check_catches_hands_off_the_box(measure):
     assert measure_clip(clip, measure).max_grip_error < MAX_GRIP_ERROR
     moved = dataclasses.replace(clip, object_pos=clip.object_pos + [0.05, 0, 0])
     assert measure_clip(moved, measure).max_grip_error == pytest.approx(0.05, abs=0.01)
+
+
+def test_centre_of_pressure_check_catches_a_push_and_an_unbalanced_walk(measure, monkeypatch):
+    idle = _load("idle")
+    assert centre_of_pressure_error(idle, measure).max() < 0.005
+    # Accelerating forward at 3 m/s^2 with nothing but the feet to push on: CoP z a / g ~ 25 cm behind the COM.
+    t = np.arange(idle.num_frames) / idle.fps
+    pushed = dataclasses.replace(idle, root_pos=idle.root_pos + np.outer(0.5 * 3.0 * t**2, [1.0, 0.0, 0.0]))
+    assert centre_of_pressure_error(pushed, measure).mean() > 0.1
+    # The walk without the balance step (pelvis at constant speed while the legs swing) fails the check.
+    monkeypatch.setattr("coohoi.motion.synthesis.BALANCE_ROUNDS", 0)
+    unbalanced = generator.generate_clip("walk_forward_1.2")
+    errors = centre_of_pressure_error(unbalanced, measure)
+    assert errors.mean() > 0.05 and np.mean(errors > COP_FRAME_ERROR) > 0.4
+
+
+def test_nearest_point_of_the_feet():
+    square = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(nearest_in_hull(square, np.array([0.3, 0.6])), [0.3, 0.6])
+    np.testing.assert_allclose(nearest_in_hull(square, np.array([2.0, 0.5])), [1.0, 0.5])
+    np.testing.assert_allclose(nearest_in_hull(square, np.array([-1.0, -1.0])), [0.0, 0.0])
+    edge = np.array([[0.0, 0.0], [1.0, 0.0]])  # a sole resting on one edge
+    np.testing.assert_allclose(nearest_in_hull(edge, np.array([0.5, 0.2])), [0.5, 0.0])
+    np.testing.assert_allclose(nearest_in_hull(edge[:1], np.array([0.5, 0.2])), [0.0, 0.0])
 
 
 # ---------------------------------------------------------------------------------------------------------------

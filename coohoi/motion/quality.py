@@ -8,6 +8,11 @@
 - Joint limits: the largest amount any DoF passes its range.
 - Grip: while the clip marks both hands in contact (contacts[:, :2]), the distance from each hand centre to its
   grip point: the middle of the box's side face, one hand radius out.
+- Centre of pressure: full inverse dynamics (mj_inverse, finite-difference velocities and accelerations, no
+  contacts) gives the wrench the motion needs at the root; where its line of action meets the ground is the centre
+  of pressure that foot contacts would have to supply. Its distance outside the convex hull of the sole corners on
+  the ground, per frame, measures how far the motion is from what contact forces alone can produce (0 = feasible).
+  A kinematic clip that fails this asks a simulated character for a motion it cannot make without falling.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ MAX_PENETRATION = 0.01  # m below the ground
 JOINT_LIMIT_TOLERANCE = 1e-6  # rad
 MAX_GRIP_ERROR = 0.02  # m
 HAND_RADIUS = 0.04
+CARRIED_OBJECT_MASS = 5.0  # kg, the published box
+# Centre-of-pressure checks: the mean error over the clip, and the share of frames more than COP_FRAME_ERROR off.
+MAX_MEAN_COP_ERROR = 0.03  # m
+COP_FRAME_ERROR = 0.03  # m
+MAX_COP_FRAME_SHARE = 0.1
 
 
 @dataclass
@@ -37,6 +47,8 @@ class ClipQuality:
     max_limit_violation: float  # rad
     max_grip_error: float  # m, nan when the clip has no gripping frames
     grip_frames: int
+    mean_cop_error: float  # m, centre of pressure outside the feet on the ground, mean over frames
+    cop_frame_share: float  # share of frames with the centre of pressure more than COP_FRAME_ERROR off
 
 
 class ClipMeasure:
@@ -86,6 +98,79 @@ class ClipMeasure:
         return np.array([[d.xpos[b].copy() for b in self.hand_ids] for d in self.frames(clip)])
 
 
+def centre_of_pressure(clip: MotionClip, measure: ClipMeasure, object_mass: float = 0.0):
+    """The centre of pressure [T, 2] each frame needs (module docstring; NaN at the two frames at each end, where
+    accelerations are not central, and where the motion would have to pull the humanoid down) and the sole corners
+    on the ground per frame (list of [k, 2]). A held object (clip contacts on both hands, object pose given) of
+    `object_mass` kg adds its weight and inertial force at its centre."""
+    m = measure.model
+    d = mujoco.MjData(m)
+    m.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT  # the wrench must come from the root, not contacts
+    dt = 1.0 / clip.fps
+    qpos = np.concatenate([clip.root_pos, clip.root_quat, clip.dof_pos], axis=1)
+    qvel = np.zeros((clip.num_frames, m.nv))
+    for t in range(clip.num_frames - 1):
+        mujoco.mj_differentiatePos(m, qvel[t], dt, qpos[t], qpos[t + 1])
+    corners = measure.sole_corners(clip)
+    support = [c[c[..., 2] < CONTACT_HEIGHT][:, :2] for c in corners]
+    held = np.zeros(clip.num_frames, dtype=bool)
+    if object_mass > 0 and clip.contacts is not None and clip.object_pos is not None:
+        held = np.all(clip.contacts[:, :2] > 0.5, axis=-1)
+    root = m.body(1).id
+    cop = np.full((clip.num_frames, 2), np.nan)
+    for t in range(2, clip.num_frames - 2):
+        d.qpos[:] = qpos[t]
+        d.qvel[:] = 0.5 * (qvel[t] + qvel[t - 1])
+        d.qacc[:] = (qvel[t] - qvel[t - 1]) / dt
+        mujoco.mj_inverse(m, d)
+        force = d.qfrc_inverse[:3].copy()
+        torque = d.xmat[root].reshape(3, 3) @ d.qfrc_inverse[3:6]  # free-joint rotation: body frame
+        origin = d.xpos[root]
+        if held[t]:
+            acc = (clip.object_pos[t + 1] - 2 * clip.object_pos[t] + clip.object_pos[t - 1]) / dt**2
+            f_obj = object_mass * (acc + np.array([0.0, 0.0, -m.opt.gravity[2]]))
+            force += f_obj
+            torque += np.cross(clip.object_pos[t] - origin, f_obj)
+        if force[2] > 0:
+            # Ground point p with no horizontal moment: torque + (origin - p) x force has zero x and y.
+            cop[t] = origin[:2] - np.array([torque[1] + origin[2] * force[0],
+                                            origin[2] * force[1] - torque[0]]) / force[2]
+    return cop, support
+
+
+def centre_of_pressure_error(clip: MotionClip, measure: ClipMeasure, object_mass: float = 0.0) -> np.ndarray:
+    """Per frame [T - 4] (clip ends excluded), how far (m) the centre of pressure the motion needs lies outside the
+    feet on the ground; inf where the motion would pull the humanoid down or no foot is on the ground."""
+    cop, support = centre_of_pressure(clip, measure, object_mass)
+    return np.array([np.inf if np.isnan(cop[t, 0]) or len(support[t]) == 0
+                     else float(np.linalg.norm(cop[t] - nearest_in_hull(support[t], cop[t])))
+                     for t in range(2, clip.num_frames - 2)])
+
+
+def nearest_in_hull(points: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The point of the convex hull of 2-D points nearest to p (p itself inside). A single point or points on one
+    line (an edge of the sole) are a point or a segment."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        hull = ConvexHull(points)
+    except (QhullError, ValueError):  # fewer than 3 points, or all on one line
+        axis = points[-1] - points[0]
+        polygon = [points[np.argmin(points @ axis)], points[np.argmax(points @ axis)]]
+    else:
+        if (hull.equations[:, :2] @ p + hull.equations[:, 2]).max() <= 0.0:
+            return p
+        polygon = list(points[hull.vertices])
+    best, best_distance = polygon[0], np.inf
+    for a, b in zip(polygon, polygon[1:] + polygon[:1]):
+        ab = b - a
+        u = 0.0 if not ab.any() else float(np.clip(np.dot(p - a, ab) / np.dot(ab, ab), 0.0, 1.0))
+        q = a + u * ab
+        if np.linalg.norm(p - q) < best_distance:
+            best, best_distance = q, float(np.linalg.norm(p - q))
+    return best
+
+
 def contact_phase_slides(points: np.ndarray, contact_height: float = CONTACT_HEIGHT) -> list[float]:
     """Slide of every contact phase of one point track [T, 3]: largest horizontal distance from the phase start."""
     touching = points[:, 2] < contact_height
@@ -127,8 +212,10 @@ def measure_clip(clip: MotionClip, measure: ClipMeasure | None = None) -> ClipQu
         if grip_frames:
             err = np.linalg.norm(measure.hand_positions(clip) - grip_points(clip), axis=-1)
             grip_err = float(err[gripping].max())
+    cop = centre_of_pressure_error(clip, measure, object_mass=CARRIED_OBJECT_MASS)
     return ClipQuality(max_foot_slide=max(slides, default=0.0), min_geom_height=float(lowest.min()),
-                       max_limit_violation=violation, max_grip_error=grip_err, grip_frames=grip_frames)
+                       max_limit_violation=violation, max_grip_error=grip_err, grip_frames=grip_frames,
+                       mean_cop_error=float(cop.mean()), cop_frame_share=float(np.mean(cop > COP_FRAME_ERROR)))
 
 
 def report(dataset: str | None = None) -> str:
@@ -139,14 +226,16 @@ def report(dataset: str | None = None) -> str:
 
     path = ASSET_DIR / "motions" / "dataset.yaml" if dataset is None else Path(dataset)
     measure = ClipMeasure()
-    lines = ["| clip | frames | foot slide (cm) | lowest point (cm) | joint limit excess (rad) | hand-to-grip (cm) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| clip | frames | foot slide (cm) | lowest point (cm) | joint limit excess (rad) | hand-to-grip (cm) "
+             f"| CoP off the feet, mean (cm) | frames CoP > {100 * COP_FRAME_ERROR:.0f} cm off |",
+             "|---|---|---|---|---|---|---|---|"]
     for entry in yaml.safe_load(path.read_text())["clips"]:
         clip = MotionClip.load(path.parent / entry["file"])
         q = measure_clip(clip, measure)
         grip = f"{100 * q.max_grip_error:.2f} ({q.grip_frames} frames)" if q.grip_frames else "-"
         lines.append(f"| {clip.name} | {clip.num_frames} | {100 * q.max_foot_slide:.2f} "
-                     f"| {100 * q.min_geom_height:.2f} | {q.max_limit_violation:.0e} | {grip} |")
+                     f"| {100 * q.min_geom_height:.2f} | {q.max_limit_violation:.0e} | {grip} "
+                     f"| {100 * q.mean_cop_error:.1f} | {100 * q.cop_frame_share:.0f}% |")
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@
    heel and toe rolls for longer strides, smooth swing arcs in between; coohoi.motion.gait).
 2. The pelvis sways toward the supporting foot, turns with the stepping legs, and is lowered wherever a leg could not
    reach its foot.
-3. IK (coohoi.motion.ik) solves each frame: feet to their poses, hands to the box sides while gripping.
+3. Balance: the pelvis is shifted until the centre of pressure that the motion needs (full inverse dynamics,
+   coohoi.motion.quality) lies on the feet on the ground, so that contact forces alone could produce it.
+4. IK (coohoi.motion.ik) solves each frame: feet to their poses, hands to the box sides while gripping.
 
 Nothing here is random: the same plan gives the same clip.
 """
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import solve_banded
 from scipy.ndimage import gaussian_filter1d
 
 from coohoi import humanoid as hum
@@ -48,6 +51,13 @@ HEEL_STRIKE_GAIN = 0.35  # rad of heel-strike / toe-off pitch per metre of root 
 MAX_HEEL_STRIKE = 0.25
 MAX_TOE_OFF = 0.45
 FORWARD_LEAN_PER_SPEED = 0.04  # rad of trunk lean per m/s
+# Balance (step 3 of the module docstring). Without it a pelvis moving at constant speed while the legs swing needs a
+# centre of pressure up to tens of cm off the feet.
+GRAVITY = 9.81
+BALANCE_ROUNDS = 6  # each round re-solves the IK and the dynamics for the shifted pelvis
+BALANCE_MARGIN = 0.02  # m inside the edge of the feet on the ground
+BALANCE_STEP = 0.5  # fraction of the first-order shift applied per round
+CARRIED_BOX_MASS = 5.0  # kg, the published box; counted while it is held off the ground
 # Arm angle speeds above FLIP_SPEED (rad/s) are spread over frames around them (see _smooth_euler_flips).
 FLIP_SPEED = 8.0
 FLIP_WINDOW = 6  # frames on each side
@@ -201,6 +211,7 @@ class _Kinematics:
     foot: FootGeometry
     hip_offsets: dict[str, np.ndarray]  # hip joint position in the pelvis frame
     leg_length: float
+    measure: "ClipMeasure"
 
     @classmethod
     def load(cls) -> "_Kinematics":
@@ -208,7 +219,9 @@ class _Kinematics:
         m = ik.model
         hips = {side: m.body(f"{side}_thigh").pos.copy() for side in ("right", "left")}
         leg = float(np.linalg.norm(m.body("right_shin").pos) + np.linalg.norm(m.body("right_foot").pos))
-        return cls(ik=ik, foot=FootGeometry.from_model(m), hip_offsets=hips, leg_length=leg)
+        from coohoi.motion.quality import ClipMeasure
+
+        return cls(ik=ik, foot=FootGeometry.from_model(m), hip_offsets=hips, leg_length=leg, measure=ClipMeasure())
 
 
 _KINEMATICS: _Kinematics | None = None
@@ -245,7 +258,7 @@ class PlannedMotion:
 
 
 def plan_motion(plan: SkillPlan) -> PlannedMotion:
-    """Steps 1 and 2 of the module docstring: footsteps, then the pelvis."""
+    """Steps 1 to 3 of the module docstring: footsteps, the pelvis, and its balance."""
     kin = _kinematics()
     num_frames = len(frame_times(plan))
     pad = int(round(PLAN_PAD * FPS))
@@ -284,9 +297,22 @@ def plan_motion(plan: SkillPlan) -> PlannedMotion:
     twist = -PELVIS_TWIST_GAIN * gaussian_filter1d(fore_aft, 0.05 * FPS, mode="nearest")
     pitch = plan.pelvis_pitch(grid) + FORWARD_LEAN_PER_SPEED * speed * 0.5
     root_quat = euler_zyx_quat(path.yaw + twist, pitch, np.zeros_like(pitch))
-    root_rot = np.array([quat_to_mat(q) for q in root_quat])
+    swing_signal = gaussian_filter1d(fore_aft, 0.05 * FPS, mode="nearest")
+    posture = plan.posture(grid, swing_signal) if plan.posture is not None else np.tile(rest_pose(), (len(grid), 1))
+    pm = PlannedMotion(plan=plan, grid=grid, crop=slice(pad, pad + num_frames), feet=feet, root_pos=None,
+                       root_quat=root_quat, posture=posture, height_cap=None, heading=path.yaw, box_pos=None,
+                       box_yaw=None, grip=plan.grip(grid))
+    _place_pelvis(pm, root_xy)
+    for _ in range(BALANCE_ROUNDS):
+        _place_pelvis(pm, pm.root_pos[:, :2] + BALANCE_STEP * balance_shift(pm))
+    return pm
 
-    # Lower the pelvis wherever a leg would have to stretch past its reach.
+
+def _place_pelvis(pm: PlannedMotion, root_xy: np.ndarray) -> None:
+    """Set the pelvis path from its ground track: its height (lowered wherever a leg would have to stretch past its
+    reach) and the box that depends on it."""
+    kin, plan, feet, grid = _kinematics(), pm.plan, pm.feet, pm.grid
+    root_rot = np.array([quat_to_mat(q) for q in pm.root_quat])
     height = plan.pelvis_height(grid).copy()
     reach = LEG_REACH_FRACTION * kin.leg_length
     cap = np.full(len(grid), np.inf)
@@ -300,21 +326,62 @@ def plan_motion(plan: SkillPlan) -> PlannedMotion:
         near_ground = feet[side][2] | (sole_height + ankle[:, 2] < REACH_LIMITING_SOLE_HEIGHT)
         cap = np.minimum(cap, np.where(near_ground, side_cap, np.inf))
     root_z = smooth_below(np.minimum(height, cap), HEIGHT_SMOOTHING * FPS)
-    root_pos = np.concatenate([root_xy, root_z[:, None]], axis=-1)
-
-    swing_signal = gaussian_filter1d(fore_aft, 0.05 * FPS, mode="nearest")
-    posture = plan.posture(grid, swing_signal) if plan.posture is not None else np.tile(rest_pose(), (len(grid), 1))
-    box_pos = box_yaw = None
+    pm.root_pos = np.concatenate([root_xy, root_z[:, None]], axis=-1)
+    pm.height_cap = cap
     if plan.box is not None:
-        box_pos, box_yaw = plan.box(grid, root_pos, path.yaw, root_quat)
-    return PlannedMotion(plan=plan, grid=grid, crop=slice(pad, pad + num_frames), feet=feet, root_pos=root_pos,
-                         root_quat=root_quat, posture=posture, height_cap=cap, heading=path.yaw, box_pos=box_pos,
-                         box_yaw=box_yaw,
-                         grip=plan.grip(grid))
+        pm.box_pos, pm.box_yaw = plan.box(grid, pm.root_pos, pm.heading, pm.root_quat)
+
+
+def balance_shift(pm: PlannedMotion) -> np.ndarray:
+    """How far [G, 2] to move the pelvis so that the centre of pressure the motion needs (full inverse dynamics,
+    coohoi.motion.quality) comes onto the feet on the ground, BALANCE_MARGIN inside their edge.
+
+    To first order a shift s of the centre of mass moves the centre of pressure by s - s'' / omega^2
+    (omega^2 = g / height), so s solves (omega^2 - D2) s = omega^2 e for the error e, D2 being the second
+    difference with reflecting ends; the grid's ends lie far outside the clip, so their boundary does not reach it."""
+    from coohoi.motion.quality import centre_of_pressure, nearest_in_hull
+
+    kin = _kinematics()
+    clip = MotionClip(fps=FPS, root_pos=pm.root_pos, root_quat=pm.root_quat, dof_pos=grid_pose(pm), loop=False,
+                      name=pm.plan.name)
+    if pm.box_pos is not None:
+        clip.object_pos, clip.object_quat = pm.box_pos, yaw_quat(pm.box_yaw)
+        carried = (pm.grip >= 1.0) & (pm.box_pos[:, 2] > BOX_SIZE[2] / 2 + 0.01)
+        clip.contacts = np.repeat(carried[:, None], 4, axis=1).astype(np.float64)
+    cop, support = centre_of_pressure(clip, kin.measure, object_mass=CARRIED_BOX_MASS)
+    error = np.zeros((len(pm.grid), 2))
+    for g in range(len(pm.grid)):
+        if np.isnan(cop[g, 0]) or len(support[g]) == 0:
+            continue
+        edge = nearest_in_hull(support[g], cop[g])
+        inward = support[g].mean(axis=0) - edge
+        target = edge + inward * min(1.0, BALANCE_MARGIN / max(float(np.linalg.norm(inward)), 1e-9))
+        if not np.allclose(edge, cop[g]):
+            error[g] = target - cop[g]
+    omega2 = GRAVITY / np.maximum(pm.root_pos[:, 2], 0.3)
+    n, inv_dt2 = len(pm.grid), FPS * FPS
+    banded = np.zeros((3, n))
+    banded[0, 1:] = -inv_dt2
+    banded[2, :-1] = -inv_dt2
+    banded[1] = omega2 + 2.0 * inv_dt2
+    banded[1, [0, -1]] = omega2[[0, -1]] + inv_dt2
+    return solve_banded((1, 1), banded, omega2[:, None] * error)
+
+
+def grid_pose(pm: PlannedMotion) -> np.ndarray:
+    """Joint angles [G, 28] on the whole padded grid for the current pelvis path (IK, as in step 4 but without
+    the arm smoothing)."""
+    ik = _kinematics().ik
+    dof = np.zeros((len(pm.grid), hum.NUM_DOFS))
+    q = pm.posture[0].copy()
+    for g in range(len(pm.grid)):
+        q, _ = ik.solve(pm.root_pos[g], pm.root_quat[g], q, frame_targets(pm, g), pm.posture[g])
+        dof[g] = q
+    return dof
 
 
 def solve_motion(pm: PlannedMotion) -> MotionClip:
-    """Step 3: IK for every clip frame, then the clip."""
+    """Step 4: IK for every clip frame, then the clip."""
     kin = _kinematics()
     crop, feet, grip = pm.crop, pm.feet, pm.grip
     dof = np.zeros((crop.stop - crop.start, hum.NUM_DOFS))
