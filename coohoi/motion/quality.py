@@ -34,6 +34,7 @@ JOINT_LIMIT_TOLERANCE = 1e-6  # rad
 MAX_GRIP_ERROR = 0.02  # m
 HAND_RADIUS = 0.04
 CARRIED_OBJECT_MASS = 5.0  # kg, the published box
+LIFT_CLEARANCE = 0.01  # m: an object this far above resting on its base is carried, not standing on the ground
 # Centre-of-pressure checks: the mean error over the clip, and the share of frames more than COP_FRAME_ERROR off.
 MAX_MEAN_COP_ERROR = 0.03  # m
 COP_FRAME_ERROR = 0.03  # m
@@ -101,8 +102,8 @@ class ClipMeasure:
 def centre_of_pressure(clip: MotionClip, measure: ClipMeasure, object_mass: float = 0.0):
     """The centre of pressure [T, 2] each frame needs (module docstring; NaN at the two frames at each end, where
     accelerations are not central, and where the motion would have to pull the humanoid down) and the sole corners
-    on the ground per frame (list of [k, 2]). A held object (clip contacts on both hands, object pose given) of
-    `object_mass` kg adds its weight and inertial force at its centre."""
+    on the ground per frame (list of [k, 2]). A held object (clip contacts on both hands, object pose given, object
+    off the ground) of `object_mass` kg adds its weight and inertial force at its centre."""
     m = measure.model
     d = mujoco.MjData(m)
     m.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT  # the wrench must come from the root, not contacts
@@ -115,7 +116,8 @@ def centre_of_pressure(clip: MotionClip, measure: ClipMeasure, object_mass: floa
     support = [c[c[..., 2] < CONTACT_HEIGHT][:, :2] for c in corners]
     held = np.zeros(clip.num_frames, dtype=bool)
     if object_mass > 0 and clip.contacts is not None and clip.object_pos is not None:
-        held = np.all(clip.contacts[:, :2] > 0.5, axis=-1)
+        lifted = clip.object_pos[:, 2] > clip.object_size[2] / 2 + LIFT_CLEARANCE
+        held = np.all(clip.contacts[:, :2] > 0.5, axis=-1) & lifted
     root = m.body(1).id
     cop = np.full((clip.num_frames, 2), np.nan)
     for t in range(2, clip.num_frames - 2):

@@ -57,7 +57,6 @@ GRAVITY = 9.81
 BALANCE_ROUNDS = 6  # each round re-solves the IK and the dynamics for the shifted pelvis
 BALANCE_MARGIN = 0.02  # m inside the edge of the feet on the ground
 BALANCE_STEP = 0.5  # fraction of the first-order shift applied per round
-CARRIED_BOX_MASS = 5.0  # kg, the published box; counted while it is held off the ground
 # Arm angle speeds above FLIP_SPEED (rad/s) are spread over frames around them (see _smooth_euler_flips).
 FLIP_SPEED = 8.0
 FLIP_WINDOW = 6  # frames on each side
@@ -333,22 +332,21 @@ def _place_pelvis(pm: PlannedMotion, root_xy: np.ndarray) -> None:
 
 
 def balance_shift(pm: PlannedMotion) -> np.ndarray:
-    """How far [G, 2] to move the pelvis so that the centre of pressure the motion needs (full inverse dynamics,
-    coohoi.motion.quality) comes onto the feet on the ground, BALANCE_MARGIN inside their edge.
+    """How far [G, 2] to move the pelvis so that a centre of pressure the motion needs (full inverse dynamics,
+    coohoi.motion.quality) off the feet on the ground comes BALANCE_MARGIN inside their edge.
 
     To first order a shift s of the centre of mass moves the centre of pressure by s - s'' / omega^2
     (omega^2 = g / height), so s solves (omega^2 - D2) s = omega^2 e for the error e, D2 being the second
     difference with reflecting ends; the grid's ends lie far outside the clip, so their boundary does not reach it."""
-    from coohoi.motion.quality import centre_of_pressure, nearest_in_hull
+    from coohoi.motion.quality import CARRIED_OBJECT_MASS, centre_of_pressure, nearest_in_hull
 
     kin = _kinematics()
     clip = MotionClip(fps=FPS, root_pos=pm.root_pos, root_quat=pm.root_quat, dof_pos=grid_pose(pm), loop=False,
                       name=pm.plan.name)
     if pm.box_pos is not None:
-        clip.object_pos, clip.object_quat = pm.box_pos, yaw_quat(pm.box_yaw)
-        carried = (pm.grip >= 1.0) & (pm.box_pos[:, 2] > BOX_SIZE[2] / 2 + 0.01)
-        clip.contacts = np.repeat(carried[:, None], 4, axis=1).astype(np.float64)
-    cop, support = centre_of_pressure(clip, kin.measure, object_mass=CARRIED_BOX_MASS)
+        clip.object_pos, clip.object_quat, clip.object_size = pm.box_pos, yaw_quat(pm.box_yaw), BOX_SIZE
+        clip.contacts = np.repeat((pm.grip >= 1.0)[:, None], 4, axis=1).astype(np.float64)
+    cop, support = centre_of_pressure(clip, kin.measure, object_mass=CARRIED_OBJECT_MASS)
     error = np.zeros((len(pm.grid), 2))
     for g in range(len(pm.grid)):
         if np.isnan(cop[g, 0]) or len(support[g]) == 0:
