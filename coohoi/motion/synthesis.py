@@ -24,6 +24,7 @@ from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip
 from coohoi.motion.gait import FootGeometry, foot_trajectory, rot_z, stances_from_swings
 from coohoi.motion.ik import BodyTarget, HumanoidIK
+from coohoi.motion.quality import CARRIED_OBJECT_MASS, ClipMeasure, centre_of_pressure, nearest_in_hull
 
 FPS = 30.0
 # Plans extend this far (s) beyond both ends of a clip so that smoothing and steps in progress are well defined.
@@ -210,7 +211,7 @@ class _Kinematics:
     foot: FootGeometry
     hip_offsets: dict[str, np.ndarray]  # hip joint position in the pelvis frame
     leg_length: float
-    measure: "ClipMeasure"
+    measure: ClipMeasure  # inverse dynamics for the balance step
 
     @classmethod
     def load(cls) -> "_Kinematics":
@@ -218,8 +219,6 @@ class _Kinematics:
         m = ik.model
         hips = {side: m.body(f"{side}_thigh").pos.copy() for side in ("right", "left")}
         leg = float(np.linalg.norm(m.body("right_shin").pos) + np.linalg.norm(m.body("right_foot").pos))
-        from coohoi.motion.quality import ClipMeasure
-
         return cls(ik=ik, foot=FootGeometry.from_model(m), hip_offsets=hips, leg_length=leg, measure=ClipMeasure())
 
 
@@ -338,8 +337,6 @@ def balance_shift(pm: PlannedMotion) -> np.ndarray:
     To first order a shift s of the centre of mass moves the centre of pressure by s - s'' / omega^2
     (omega^2 = g / height), so s solves (omega^2 - D2) s = omega^2 e for the error e, D2 being the second
     difference with reflecting ends; the grid's ends lie far outside the clip, so their boundary does not reach it."""
-    from coohoi.motion.quality import CARRIED_OBJECT_MASS, centre_of_pressure, nearest_in_hull
-
     kin = _kinematics()
     clip = MotionClip(fps=FPS, root_pos=pm.root_pos, root_quat=pm.root_quat, dof_pos=grid_pose(pm), loop=False,
                       name=pm.plan.name)
