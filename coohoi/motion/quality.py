@@ -22,6 +22,7 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
+from scipy.spatial import ConvexHull, QhullError
 
 from coohoi.motion.clip import MotionClip
 from coohoi.motion.gait import FootGeometry
@@ -106,7 +107,8 @@ def centre_of_pressure(clip: MotionClip, measure: ClipMeasure, object_mass: floa
     off the ground) of `object_mass` kg adds its weight and inertial force at its centre."""
     m = measure.model
     d = mujoco.MjData(m)
-    m.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT  # the wrench must come from the root, not contacts
+    # The wrench must come from the root, not from contacts (this model serves kinematics only otherwise).
+    m.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_CONTACT
     dt = 1.0 / clip.fps
     qpos = np.concatenate([clip.root_pos, clip.root_quat, clip.dof_pos], axis=1)
     qvel = np.zeros((clip.num_frames, m.nv))
@@ -152,8 +154,6 @@ def centre_of_pressure_error(clip: MotionClip, measure: ClipMeasure, object_mass
 def nearest_in_hull(points: np.ndarray, p: np.ndarray) -> np.ndarray:
     """The point of the convex hull of 2-D points nearest to p (p itself inside). A single point or points on one
     line (an edge of the sole) are a point or a segment."""
-    from scipy.spatial import ConvexHull, QhullError
-
     try:
         hull = ConvexHull(points)
     except (QhullError, ValueError):  # fewer than 3 points, or all on one line
