@@ -27,6 +27,7 @@ from scipy.spatial import ConvexHull, QhullError
 from coohoi.motion.clip import MotionClip
 from coohoi.motion.gait import FootGeometry
 from coohoi.motion.ik import HumanoidIK
+from coohoi.objects import DEFAULT_MASS
 
 CONTACT_HEIGHT = 0.02  # m: a sole corner this close to the ground counts as touching it
 MAX_FOOT_SLIDE = 0.02  # m per contact phase
@@ -34,7 +35,7 @@ MAX_PENETRATION = 0.01  # m below the ground
 JOINT_LIMIT_TOLERANCE = 1e-6  # rad
 MAX_GRIP_ERROR = 0.02  # m
 HAND_RADIUS = 0.04
-CARRIED_OBJECT_MASS = 5.0  # kg, the published box
+CARRIED_OBJECT_MASS = DEFAULT_MASS["box"]  # kg, the published box (the scene's default box)
 LIFT_CLEARANCE = 0.01  # m: an object this far above resting on its base is carried, not standing on the ground
 # Centre-of-pressure checks: the mean error over the clip, and the share of frames more than COP_FRAME_ERROR off.
 MAX_MEAN_COP_ERROR = 0.03  # m

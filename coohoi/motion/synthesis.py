@@ -25,14 +25,15 @@ from coohoi.motion.clip import MotionClip
 from coohoi.motion.gait import FootGeometry, foot_trajectory, rot_z, stances_from_swings
 from coohoi.motion.ik import BodyTarget, HumanoidIK
 from coohoi.motion.quality import CARRIED_OBJECT_MASS, ClipMeasure, centre_of_pressure, nearest_in_hull
+from coohoi.objects import DEFAULT_SIZE
 
 FPS = 30.0
 # Plans extend this far (s) beyond both ends of a clip so that smoothing and steps in progress are well defined.
 PLAN_PAD = 2.0
 DEFAULT_WEIGHT = 1.0
 
-# The carried box: the published single-agent box, a 0.5 m cube.
-BOX_SIZE = np.array([0.5, 0.5, 0.5])
+# The carried box: the scene's default box, the published single-agent 0.5 m cube.
+BOX_SIZE = np.array(DEFAULT_SIZE["box"])
 HAND_RADIUS = 0.04
 GRIP_SQUEEZE = 0.005  # hand centres sit this much closer than touching, pressing on the sides
 
