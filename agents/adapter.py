@@ -33,18 +33,14 @@ class RlGamesVecEnv(IVecEnv):
     """rl-games view of a coohoi env. step() returns (obs, reward, dones, info) as device tensors.
 
     info gains "time_outs" (episodes cut by the time limit rather than a failure) so rl-games bootstraps their
-    value; everything else the env reports (amp_obs, reward_terms, episode, reset_unstable) passes through.
+    value; everything else the env reports (coohoi.envs.humanoid_env: the env contract) passes through.
     """
 
     def __init__(self, env):
         self.env = env
-        self._episode_sums: dict[str, float] = {}
-        self._episode_counts: dict[str, float] = {}
 
     def step(self, actions: torch.Tensor):
         obs, reward, terminated, truncated, info = self.env.step(actions)
-        if not hasattr(self.env, "episode_summary"):
-            self._accumulate_episode_metrics(info.get("episode", {}))
         info["time_outs"] = truncated & ~terminated
         dones = (terminated | truncated).to(torch.uint8)
         return obs, reward, dones, info
@@ -52,20 +48,9 @@ class RlGamesVecEnv(IVecEnv):
     def reset(self):
         return self.env.reset()
 
-    def _accumulate_episode_metrics(self, episode: dict) -> None:
-        weight = float(episode.get("num_episodes", 1.0))
-        for key, value in episode.items():
-            if key != "num_episodes":
-                self._episode_sums[key] = self._episode_sums.get(key, 0.0) + float(value) * weight
-                self._episode_counts[key] = self._episode_counts.get(key, 0.0) + weight
-
     def episode_summary(self) -> dict[str, float]:
         """Means of the per-episode metrics (success rate, final distance, ...) since the last call."""
-        if hasattr(self.env, "episode_summary"):
-            return self.env.episode_summary()
-        out = {k: self._episode_sums[k] / self._episode_counts[k] for k in self._episode_sums}
-        self._episode_sums, self._episode_counts = {}, {}
-        return out
+        return self.env.episode_summary()
 
     def get_number_of_agents(self) -> int:
         return 1  # agents are already flattened into rows (num_actors = env.num_rows)
@@ -114,8 +99,9 @@ class GymnasiumVectorEnv(VectorEnv):
     """Gymnasium VectorEnv over a coohoi env (rows = num_envs * num_agents).
 
     Autoreset is same-step: a finished row is reset inside step() and the returned observation is the first of its
-    new episode (metadata["autoreset_mode"] says so). Extra per-step data is in info: "amp_obs" (AMP features of
-    the state reached, before any reset), "reward_terms", "episode".
+    new episode (metadata["autoreset_mode"] says so). Extra per-step data is in info (coohoi.envs.humanoid_env:
+    the env contract): "amp_obs" (AMP features of the state reached, before any reset), "reward_terms",
+    "episode_metrics", ...
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}

@@ -2,56 +2,48 @@
 
     coohoi train task=carry_box                      # the defaults: a short CPU run
     coohoi train task=amp_locomotion engine.num_envs=128 seed=1 train.max_epochs=2000 experiment=loco
+    coohoi train task=amp_locomotion train.algo=td3  # the off-policy learner
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth resume=true    # continue a run
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth               # start from its weights only
     coohoi play task=carry_box checkpoint=runs/x/nn/last.pth [play.headless=true play.video=out.mp4]
 
-A run writes runs/<experiment>/: config.yaml (the resolved config), nn/last.pth (rl-games checkpoint, written
-atomically every train.save_frequency epochs and at the end), nn/epoch_<N>.pth snapshots, summaries/ (tensorboard),
-metrics.jsonl (one line of metrics per epoch) and, with wandb.enabled=true, a wandb run (offline by default).
+A run writes runs/<experiment>/: config.yaml (the resolved config), nn/last.pth (checkpoint, written atomically
+every train.save_frequency epochs and at the end), nn/epoch_<N>.pth snapshots, summaries/ (tensorboard),
+metrics.jsonl (one line of metrics per epoch, the first line the matched baselines) and, with wandb.enabled=true,
+a wandb run (offline by default).
+
+Both learners (train.algo: ppo on rl-games, td3 in coohoi.agents.offpolicy) share a TrainingSession: the progress
+line, metrics.jsonl and wandb, the matched baselines measured before training, a deterministic evaluation every
+train.eval.every epochs and at the end, and the assistance curriculum. A learner provides act(obs, deterministic),
+noise_std(), train(), save(path), restore(path, set_epoch), epoch_num, frame and last_checkpoint, and calls
+session.epoch_end(learner, metrics) after every epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from coohoi.agents.adapter import RLGAMES_ENV_NAME, RlGamesVecEnv, register_rlgames_env
 from coohoi.agents.checkpoint import CheckpointError, load_checkpoint  # noqa: F401  (CheckpointError: re-exported)
+from coohoi.agents.config import PLAY_POLICIES, TrainConfig, train_config
+from coohoi.agents.curriculum import AssistCurriculum
+from coohoi.agents.evaluation import baselines, evaluate
 
-# Settings of cfg.task.train that the AMP agent reads from rl-games' `config.amp` section.
-AMP_KEYS = ("batch_size", "minibatch_size", "demo_buffer_size", "replay_buffer_size", "replay_keep_prob",
-            "disc_coef", "disc_grad_penalty", "disc_logit_reg", "disc_weight_decay", "disc_learning_rate")
+# Evaluations re-seed their env with this (plus the run's seed), so that every evaluation and both baselines
+# start from the same states.
+EVAL_SEED_OFFSET = 1_000_003
 
 
 def runs_on_cpu(cfg: DictConfig) -> bool:
     return str(cfg.engine.get("device", "cpu")).startswith("cpu")
-
-
-def train_settings(cfg: DictConfig) -> dict[str, Any]:
-    """cfg.task.train as a plain dict: the task's settings, then its `cpu_overrides` when the engine runs on the
-    CPU, then the run-level shortcuts (cfg.train.*, when not null)."""
-    if "train" not in cfg.task or not cfg.task.train:
-        raise ValueError(f"task {cfg.task.name!r} has no train settings (cfg/task/{cfg.task.name}.yaml: train)")
-    settings = OmegaConf.to_container(cfg.task.train, resolve=True)
-    cpu_overrides = settings.pop("cpu_overrides", None) or {}
-    layers = [("task.train.cpu_overrides", cpu_overrides if runs_on_cpu(cfg) else {}),
-              ("train", OmegaConf.to_container(cfg.get("train") or {}, resolve=True))]
-    for section, overrides in layers:
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key not in settings:
-                raise ValueError(f"{section}.{key} is not a training setting; known: {', '.join(sorted(settings))}")
-            settings[key] = value
-    return settings
 
 
 def mu_initializer(init_range: float | None) -> dict:
@@ -63,14 +55,9 @@ def mu_initializer(init_range: float | None) -> dict:
     return {"name": "random_uniform_initializer", "a": -float(init_range), "b": float(init_range)}
 
 
-MU_INIT_BIASES = ("zero", "default_pose")
-
-
 def mu_bias(kind: str, env) -> list[float] | None:
     """Initial bias of the action-mean layer: zero (published: the untrained policy's mean PD targets are the
     offsets of reference §2, with knees and elbows at mid-range) or default_pose (the standing pose's action)."""
-    if kind not in MU_INIT_BIASES:
-        raise ValueError(f"task.train.mu_init_bias must be one of {', '.join(MU_INIT_BIASES)}, got {kind!r}")
     return None if kind == "zero" else env.default_pose_action().tolist()
 
 
@@ -102,6 +89,18 @@ def set_torch_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run a block with n torch threads (0: leave as is)."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -112,46 +111,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-NETWORK_KEYS = ("mlp_units", "disc_units", "activation")
-LR_SCHEDULES = ("constant", "adaptive")
-
-
 def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs: int | None = None,
                          network: dict | None = None) -> dict:
     """The rl-games params dict (algo, model, network, config) for the AMP agent on this env. `network` overrides
-    the network sizes (NETWORK_KEYS), e.g. with those a checkpoint was trained with."""
+    the network sizes (mlp_units, disc_units, activation), e.g. with those a checkpoint was trained with."""
     env = vec_env.env
-    t = train_settings(cfg)
-    t.update({k: v for k, v in (network or {}).items() if k in NETWORK_KEYS})
+    t = train_config(cfg.train)
+    p, amp = t.ppo, t.amp
+    net = {"mlp_units": t.network.mlp_units, "disc_units": t.network.disc_units, "activation": t.network.activation}
+    net.update({k: v for k, v in (network or {}).items() if k in net})
     device = torch.device(env.device)
     num_rows = env.num_rows
-    horizon = int(t["horizon_length"])
-    minibatch = derive_minibatch_size(t["minibatch_size"], num_rows * horizon)
-    missing = [k for k in AMP_KEYS if k not in t.get("amp", {})]
-    if missing:
-        raise ValueError(f"task.train.amp lacks {', '.join(missing)}")
-    amp = {k: t["amp"][k] for k in AMP_KEYS}
-    amp["minibatch_size"] = derive_amp_minibatch_size(amp["minibatch_size"], t["minibatch_size"], minibatch)
-    compile_requested = bool(t.get("torch_compile", False))
-    if t["lr_schedule"] not in LR_SCHEDULES:
-        raise ValueError(f"task.train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {t['lr_schedule']!r}")
-    network = {
+    minibatch = derive_minibatch_size(p.minibatch_size, num_rows * p.horizon_length)
+    amp_settings = dict(amp.__dict__)
+    amp_settings["minibatch_size"] = derive_amp_minibatch_size(amp.minibatch_size, p.minibatch_size, minibatch)
+    network_params = {
         "name": "coohoi_amp",
         "separate": True,
         "space": {
             "continuous": {
                 "mu_activation": "None",
                 "sigma_activation": "None",
-                "mu_init": mu_initializer(t.get("mu_init_range")),
-                "mu_bias": mu_bias(t.get("mu_init_bias", "zero"), env),
-                "sigma_init": {"name": "const_initializer", "val": float(t["sigma_init"])},
+                "mu_init": mu_initializer(p.mu_init_range),
+                "mu_bias": mu_bias(p.mu_init_bias, env),
+                "sigma_init": {"name": "const_initializer", "val": float(p.sigma_init)},
                 "fixed_sigma": True,
-                "learn_sigma": bool(t["learn_sigma"]),
+                "learn_sigma": bool(p.learn_sigma),
             }
         },
-        "mlp": {"units": list(t["mlp_units"]), "activation": t["activation"], "d2rl": False,
+        "mlp": {"units": list(net["mlp_units"]), "activation": net["activation"], "d2rl": False,
                 "initializer": {"name": "default"}},
-        "disc": {"units": list(t["disc_units"]), "activation": t["activation"], "input_size": env.num_amp_obs},
+        "disc": {"units": list(net["disc_units"]), "activation": net["activation"], "input_size": env.num_amp_obs},
     }
     config = {
         "name": str(cfg.experiment),
@@ -165,61 +155,67 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "device_name": str(device),  # the player's name for it
         "ppo": True,
         "mixed_precision": False,
-        "normalize_input": bool(t["normalize_input"]),
-        "normalize_value": bool(t["normalize_value"]),
-        "normalize_advantage": bool(t["normalize_advantage"]),
+        "normalize_input": p.normalize_input,
+        "normalize_value": p.normalize_value,
+        "normalize_advantage": p.normalize_advantage,
         "value_bootstrap": True,
         "reward_shaper": {"scale_value": 1.0},
-        "gamma": float(t["gamma"]),
-        "tau": float(t["tau"]),
-        "learning_rate": float(t["learning_rate"]),
-        "lr_schedule": str(t["lr_schedule"]),
-        "kl_threshold": float(t["kl_threshold"]),
+        "gamma": p.gamma,
+        "tau": p.tau,
+        "learning_rate": p.learning_rate,
+        "lr_schedule": p.lr_schedule,
+        "kl_threshold": p.kl_threshold,
         "schedule_type": "standard",  # one KL read per mini-epoch, not per minibatch
-        "e_clip": float(t["e_clip"]),
-        "clip_value": bool(t["clip_value"]),
-        "critic_coef": float(t["critic_coef"]),
-        "bounds_loss_coef": float(t["bounds_loss_coef"]),
-        "entropy_coef": float(t["entropy_coef"]),
-        "grad_norm": float(t["grad_norm"]),
+        "e_clip": p.e_clip,
+        "clip_value": p.clip_value,
+        "critic_coef": p.critic_coef,
+        "bounds_loss_coef": p.bounds_loss_coef,
+        "entropy_coef": p.entropy_coef,
+        "grad_norm": p.grad_norm,
         "truncate_grads": True,
-        "horizon_length": horizon,
+        "horizon_length": p.horizon_length,
         "minibatch_size": minibatch,
-        "mini_epochs": int(t["mini_epochs"]),
-        "max_epochs": int(max_epochs if max_epochs is not None else t["max_epochs"]),
-        "save_frequency": int(t["save_frequency"]),
-        "snapshot_frequency": int(t["snapshot_frequency"]),
+        "mini_epochs": p.mini_epochs,
+        "max_epochs": int(max_epochs if max_epochs is not None else t.max_epochs),
+        "save_frequency": t.save_frequency,
+        "snapshot_frequency": t.snapshot_frequency,
         "print_stats": False,
         # torch.compile has no benefit on CPU and a long warm-up; on CUDA it is opt-in.
-        "torch_compile": compile_requested and device.type == "cuda",
-        "task_reward_weight": float(t["task_reward_weight"]),
-        "style_reward_weight": float(t["style_reward_weight"]),
-        "amp": amp,
+        "torch_compile": p.torch_compile and device.type == "cuda",
+        "task_reward_weight": t.task_reward_weight,
+        "style_reward_weight": t.style_reward_weight,
+        "amp": amp_settings,
         "rollout_threads": int(cfg.get("torch_threads", 0) or 0),
         "learn_threads": learn_threads(cfg),
-        "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions,
-                     **{k: t[k] for k in NETWORK_KEYS}},
+        "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions, **net},
     }
     return {
         "seed": int(cfg.seed),
         "torch_threads": int(cfg.get("torch_threads", 0) or 0),
         "algo": {"name": "coohoi_amp"},
         "model": {"name": "coohoi_amp"},
-        "network": network,
+        "network": network_params,
         "config": config,
     }
 
 
 def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_epoch_end=None):
-    """Build the env (unless given), the rl-games runner and the AMP agent. Returns (agent, runner)."""
-    from coohoi.agents.rlgames import AMP_NAME, make_runner
-
+    """Build the env (unless given) and the learner that cfg.train.algo names. Returns (learner, runner), runner
+    being rl-games' for PPO and None otherwise. on_epoch_end(learner, metrics) runs after every epoch."""
+    t = train_config(cfg.train)
     set_torch_threads(cfg)
     seed_everything(int(cfg.seed))  # rl-games' runner skips seeding when the seed is 0
     if env is None:
         from coohoi.envs import make_env
 
         env = make_env(cfg)
+    if t.algo == "td3":
+        from coohoi.agents.offpolicy import OffPolicyAMP
+
+        learner = OffPolicyAMP(cfg, t, env, max_epochs=max_epochs, on_epoch_end=on_epoch_end)
+        return learner, None
+    from coohoi.agents.rlgames import AMP_NAME, make_runner
+
     vec_env = RlGamesVecEnv(env)
     register_rlgames_env(lambda: env)
     params = build_rlgames_params(cfg, vec_env, max_epochs=max_epochs)
@@ -230,57 +226,151 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
     return agent, runner
 
 
-def _max_epochs(cfg: DictConfig) -> int:
-    return int(train_settings(cfg)["max_epochs"])
-
-
 def format_progress(metrics: dict[str, float], max_epochs: int) -> str:
     def get(key, fmt, scale=1.0):
         value = metrics.get(key)
         return "-" if value is None or not math.isfinite(value) else format(value * scale, fmt)
 
     total = f"/{max_epochs}" if max_epochs > 0 else ""
-    return (
+    line = (
         f"epoch {metrics['epoch']}{total} | env {get('fps_env', '.0f')} steps/s | total {get('fps_total', '.0f')}"
         f" steps/s | task {get('rewards/task_per_step', '.3f')} | style {get('rewards/style_per_step', '.3f')}"
         f" | ep len {get('episodes/length', '.1f')} | success {get('episodes/success_rate', '.1f', 100.0)}%"
         f" | disc acc {get('amp/demo_accuracy', '.2f')}/{get('amp/policy_accuracy', '.2f')}"
         f" | frames {metrics['frames']}"
     )
+    if "assist/level" in metrics and metrics["assist/level"] > 0:
+        line += f" | assist {metrics['assist/level']:.2f}"
+    if "eval/episode_length" in metrics:
+        line += (f" | eval len {get('eval/episode_length', '.1f')} (zero {get('baseline/zero/episode_length', '.1f')})"
+                 f" full {get('eval/full_episode_rate', '.0f', 100.0)}%")
+    return line
 
 
-class _EpochReporter:
-    """Progress line, metrics.jsonl and wandb for every epoch."""
+def _flatten_baselines(measured: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {f"baseline/{name}/{key}": value for name, values in measured.items() for key, value in values.items()}
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, max_epochs: int):
-        self.max_epochs = max_epochs
-        self.metrics_file = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+
+class TrainingSession:
+    """What a run does around its learner: matched baselines before training, a deterministic evaluation every
+    train.eval.every epochs and at the end (on a separate env with the task's settings, no assistance), the
+    assistance curriculum, and the progress line, metrics.jsonl and wandb."""
+
+    def __init__(self, cfg: DictConfig, t: TrainConfig, env, run_dir: Path | None):
+        self.cfg, self.t, self.env = cfg, t, env
+        self.max_epochs = t.max_epochs
+        self.curriculum = AssistCurriculum(t.assist, env.max_episode_length)
+        env.set_assist(t.assist)
+        self._eval_env = None
+        self.baselines: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}
+        self.metrics_file = (run_dir / "metrics.jsonl").open("a", encoding="utf-8") if run_dir else None
         self.wandb_run = None
         wandb_cfg = cfg.get("wandb") or {}
-        if wandb_cfg.get("enabled", False):
+        if run_dir and wandb_cfg.get("enabled", False):
             os.environ.setdefault("WANDB_SILENT", "true")
             import wandb
 
             self.wandb_run = wandb.init(
                 project=wandb_cfg.get("project", "coohoi"), name=str(cfg.experiment), dir=str(run_dir),
                 mode=wandb_cfg.get("mode", "offline"), config=OmegaConf.to_container(cfg, resolve=True),
-                resume="allow",
-            )
+                resume="allow")
 
-    def __call__(self, agent, metrics: dict[str, float]) -> None:
+    @property
+    def eval_env(self):
+        if self._eval_env is None:
+            from coohoi.envs import make_env
+
+            eval_cfg = OmegaConf.merge(self.cfg, {"engine": {"num_envs": self.t.eval.num_envs}})
+            self._eval_env = make_env(eval_cfg, motion_lib=self.env.motion_lib)
+        return self._eval_env
+
+    def _eval_seeded(self, run):
+        env = self.eval_env
+        env.seed(int(self.cfg.seed) + EVAL_SEED_OFFSET)
+        with torch_threads(int(self.cfg.get("torch_threads", 0) or 0)):
+            return run(env)
+
+    def start(self, learner) -> None:
+        """Measure the matched baselines (zero action, and zero action plus the learner's noise) and print them."""
+        if not self.t.eval.baselines:
+            return
+        generator = torch.Generator(device=self.env.device).manual_seed(int(self.cfg.seed))
+        measured = self._eval_seeded(lambda env: baselines(env, learner.noise_std(), generator))
+        self.baselines = _flatten_baselines(measured)
+        z, zn = measured["zero"], measured["zero_noise"]
+        print(f"baselines over {int(z['num_episodes'])} episodes: zero action {z['episode_length']:.1f} steps "
+              f"(deterministic, compare with eval); zero action + the learner's action noise "
+              f"{zn['episode_length']:.1f} steps (compare with training's ep len)", flush=True)
+        self._write({"baselines": measured})
+
+    def evaluate(self, learner) -> dict[str, float]:
+        """The learner's deterministic policy under the evaluation protocol (agents.evaluation)."""
+        self.last_eval = self._eval_seeded(lambda env: evaluate(env, lambda obs: learner.act(obs, True)))
+        return self.last_eval
+
+    def epoch_end(self, learner, metrics: dict[str, float]) -> None:
+        """Add the curriculum level, the baselines and (every train.eval.every epochs) an evaluation to this epoch's
+        metrics (in place, before the learner logs them), then print and record them."""
+        epoch = int(metrics["epoch"])
+        level = self.curriculum.update(epoch, int(metrics["frames"]), metrics.get("episodes/length"))
+        self.env.set_assist_level(level)
+        if self.t.assist.enabled:
+            metrics["assist/level"] = level
+        metrics.update(self.baselines)
+        every = self.t.eval.every
+        if every and (epoch % every == 0 or epoch == self.max_epochs):
+            metrics.update({f"eval/{k}": v for k, v in self.evaluate(learner).items()})
         print(format_progress(metrics, self.max_epochs), flush=True)
-        self.metrics_file.write(json.dumps(metrics) + "\n")
-        self.metrics_file.flush()
+        self._write(metrics)
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=int(metrics["frames"]))
 
-    def close(self):
-        self.metrics_file.close()
+    def summary_line(self) -> str:
+        """The trained policy's deterministic evaluation next to the zero action's (and the success rate)."""
+        e = self.last_eval
+        if not e:
+            return "no evaluation ran (train.eval.every=0)"
+        line = (f"trained policy, deterministic: episode length {e['episode_length']:.1f} steps, full episodes "
+                f"{100 * e['full_episode_rate']:.0f}%")
+        zero = self.baselines.get("baseline/zero/episode_length")
+        if zero:
+            line += f" | zero action: {zero:.1f} steps ({e['episode_length'] / zero:.2f}x)"
+        if "success_rate" in e:
+            line += f" | success {100 * e['success_rate']:.1f}%"
+        return line
+
+    def _write(self, row: dict) -> None:
+        if self.metrics_file is not None:
+            self.metrics_file.write(json.dumps(row) + "\n")
+            self.metrics_file.flush()
+
+    def state_dict(self) -> dict:
+        return {"curriculum": self.curriculum.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "curriculum" in state:
+            self.curriculum.load_state_dict(state["curriculum"])
+            self.env.set_assist_level(self.curriculum.level)
+
+    def close(self) -> None:
+        if self.metrics_file is not None:
+            self.metrics_file.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
 
 
+def _print_cpu_adjustments(cfg: DictConfig) -> None:
+    applied = cfg.train.get("cpu_applied") or {}
+    if applied:
+        changes = ", ".join(f"{k}={OmegaConf.to_container(v) if OmegaConf.is_config(v) else v}"
+                            for k, v in applied.items())
+        print(f"CPU engine: using {changes} (train.cpu_overrides; set any of them explicitly to change it)",
+              flush=True)
+
+
 def train(cfg: DictConfig) -> int:
+    t = train_config(cfg.train)
     run_dir = Path(cfg.output_dir) / str(cfg.experiment)
     checkpoint = cfg.get("checkpoint")
     resume = bool(cfg.get("resume", False))
@@ -290,20 +380,27 @@ def train(cfg: DictConfig) -> int:
         raise ValueError(f"checkpoint {checkpoint!r} does not exist")
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    max_epochs = _max_epochs(cfg)
-    reporter = _EpochReporter(cfg, run_dir, max_epochs)
+    _print_cpu_adjustments(cfg)
+    session = None
     try:
-        agent, _ = make_agent(cfg, on_epoch_end=reporter)
+        from coohoi.envs import make_env
+
+        set_torch_threads(cfg)
+        env = make_env(cfg)
+        session = TrainingSession(cfg, t, env, run_dir)
+        learner, _ = make_agent(cfg, env=env, on_epoch_end=session.epoch_end)
+        learner.session = session
         if checkpoint:
-            agent.restore(checkpoint, set_epoch=resume)
+            learner.restore(checkpoint, set_epoch=resume)
             print(f"{'resuming' if resume else 'starting from the weights of'} {checkpoint}"
-                  + (f" at epoch {agent.epoch_num}" if resume else ""), flush=True)
-        if agent.config.get("torch_compile"):
-            agent.model = torch.compile(agent.model)
-        agent.train()
-        print(f"checkpoint: {agent.last_checkpoint}\ntensorboard: {agent.summaries_dir}", flush=True)
+                  + (f" at epoch {learner.epoch_num}" if resume else ""), flush=True)
+        session.start(learner)
+        learner.train()
+        print(f"checkpoint: {learner.last_checkpoint}\ntensorboard: {learner.summaries_dir}", flush=True)
+        print(session.summary_line(), flush=True)
     finally:
-        reporter.close()
+        if session is not None:
+            session.close()
     return 0
 
 
@@ -314,17 +411,16 @@ def measure_training_throughput(cfg: DictConfig, num_envs: int, epochs: int = 3,
     "env_s_per_epoch"}."""
     import tempfile
 
-    overrides = {"engine": {"num_envs": int(num_envs)}, "train": {"max_epochs": None}}
     with tempfile.TemporaryDirectory() as tmp:
-        run_cfg = OmegaConf.merge(cfg, overrides, {"output_dir": tmp, "experiment": "throughput",
-                                                   "wandb": {"enabled": False}})
+        run_cfg = OmegaConf.merge(cfg, {"engine": {"num_envs": int(num_envs)}, "output_dir": tmp,
+                                        "experiment": "throughput", "wandb": {"enabled": False}})
         rows: list[dict] = []
         agent, _ = make_agent(run_cfg, max_epochs=warmup_epochs + epochs,
                               on_epoch_end=lambda _agent, metrics: rows.append(metrics))
         agent.save_frequency = agent.snapshot_frequency = 0
         agent.train()
     timed = rows[warmup_epochs:]
-    frames = sum(agent.batch_size_envs for _ in timed)
+    frames = sum(r["frames_epoch"] for r in timed)
     env_s = sum(r["time_env"] for r in timed)
     rollout_s = sum(r["time_rollout"] for r in timed)
     update_s = sum(r["time_update"] for r in timed)
@@ -340,7 +436,24 @@ def measure_training_throughput(cfg: DictConfig, num_envs: int, epochs: int = 3,
 
 
 # ---------------------------------------------------------------------------------------------------- play
-PLAY_POLICIES = ("checkpoint", "zero")
+def load_policy(cfg: DictConfig, env, checkpoint: str):
+    """A checkpoint's policy as act(obs, deterministic) -> actions, for either learner (the algo is read from the
+    checkpoint); the network sizes are the checkpoint's own."""
+    state = load_checkpoint(checkpoint)
+    meta = state.get("coohoi", {})
+    if meta.get("algo") == "td3":
+        from coohoi.agents.offpolicy import load_actor
+
+        return load_actor(checkpoint, state, env)
+    from coohoi.agents.rlgames import AMP_NAME, make_runner
+
+    vec_env = RlGamesVecEnv(env)
+    params = build_rlgames_params(cfg, vec_env, network=meta)
+    runner = make_runner()
+    runner.load_config(params)
+    player = runner.player_factory.create(AMP_NAME, params=runner.params)
+    player.restore(checkpoint)
+    return player.act
 
 
 def play(cfg: DictConfig) -> int:
@@ -348,38 +461,29 @@ def play(cfg: DictConfig) -> int:
     the zero-action baseline (PD targets at the offsets of reference §2). Viewer on world 0 by default;
     play.headless=true runs play.steps steps without a window (optionally writing play.video, an mp4 of world 0)
     and prints episode metrics."""
-    from coohoi.agents.rlgames import AMP_NAME, make_runner
     from coohoi.envs import make_env
 
-    play_cfg = cfg.get("play") or {}
-    policy_kind = play_cfg.get("policy", "checkpoint")
-    if policy_kind not in PLAY_POLICIES:
-        raise ValueError(f"play.policy must be one of {', '.join(PLAY_POLICIES)}, got {policy_kind!r}")
+    play_cfg = cfg.play
+    if play_cfg.policy not in PLAY_POLICIES:
+        raise ValueError(f"play.policy must be one of {', '.join(PLAY_POLICIES)}, got {play_cfg.policy!r}")
     checkpoint = cfg.get("checkpoint")
-    if policy_kind == "checkpoint" and not checkpoint:
+    if play_cfg.policy == "checkpoint" and not checkpoint:
         raise ValueError("coohoi play needs checkpoint=PATH (or play.policy=zero)")
     set_torch_threads(cfg)
-    # Network sizes as trained (any engine); read first so that a bad checkpoint stops before the env is built.
-    trained_with = load_checkpoint(checkpoint).get("coohoi", {}) if policy_kind == "checkpoint" else {}
+    if play_cfg.policy == "checkpoint":
+        load_checkpoint(checkpoint)  # a bad checkpoint stops before the env is built
     env = make_env(cfg)
-    vec_env = RlGamesVecEnv(env)
-    if policy_kind == "zero":
+    if play_cfg.policy == "zero":
         act = lambda obs: torch.zeros(env.num_rows, env.num_actions, device=obs.device)  # noqa: E731
     else:
-        params = build_rlgames_params(cfg, vec_env, network=trained_with)
-        runner = make_runner()
-        runner.load_config(params)
-        player = runner.player_factory.create(AMP_NAME, params=runner.params)
-        player.restore(checkpoint)
-        deterministic = bool(play_cfg.get("deterministic", True))
-        act = lambda obs: player.act(obs, deterministic=deterministic)  # noqa: E731
-    steps = int(play_cfg.get("steps", 600))
+        policy = load_policy(cfg, env, checkpoint)
+        act = lambda obs: policy(obs, deterministic=bool(play_cfg.deterministic))  # noqa: E731
     obs = env.reset()
-    if play_cfg.get("headless", False):
-        frames = _run_headless(env, act, obs, steps, play_cfg.get("video"))
-        print(json.dumps(vec_env.episode_summary()))
+    if play_cfg.headless:
+        frames = _run_headless(env, act, obs, int(play_cfg.steps), play_cfg.video)
+        print(json.dumps(env.episode_summary()))
         if frames:
-            print(f"wrote {play_cfg.get('video')} ({frames} frames)")
+            print(f"wrote {play_cfg.video} ({frames} frames)")
         return 0
     _run_viewer(env, act, obs)
     return 0
@@ -431,5 +535,5 @@ def _run_viewer(env, act, obs) -> None:
             time.sleep(max(0.0, env.policy_dt - (time.perf_counter() - start)))
 
 
-__all__ = ["build_rlgames_params", "derive_minibatch_size", "format_progress", "make_agent",
-           "measure_training_throughput", "play", "train", "train_settings"]
+__all__ = ["TrainingSession", "build_rlgames_params", "derive_minibatch_size", "format_progress", "load_policy",
+           "make_agent", "measure_training_throughput", "play", "train"]

@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from coohoi.config import EngineConfig, SceneConfig, to_dataclass
 from coohoi.engine import Engine, EngineConfigError, make_engine
+from coohoi.engine.base import derive_decimation
 from coohoi.scene import Scene, build_scene
 
 log = logging.getLogger(__name__)
@@ -117,16 +118,16 @@ class _EngineLoop:
 class _RawMujocoLoop:
     """mujoco.batch stepping the same model, controls held at the same targets."""
 
-    def __init__(self, scene: Scene, engine_cfg: EngineConfig, targets: torch.Tensor):
+    def __init__(self, scene: Scene, engine: Engine, targets: torch.Tensor):
         import os
 
         import mujoco.batch
 
-        nthread = engine_cfg.nthread or os.cpu_count() or 1
-        self.batch = mujoco.batch.Batch(scene.model, nsim=engine_cfg.num_envs, nthread=nthread)
+        nthread = engine.cfg.nthread or os.cpu_count() or 1
+        self.batch = mujoco.batch.Batch(engine.scene.model, nsim=engine.num_envs, nthread=nthread)
         self.batch.reset()
         self.batch.bind("ctrl")[:, scene.actuator_ids.flatten()] = targets.flatten(1).cpu().double().numpy()
-        self.decimation = engine_cfg.decimation
+        self.decimation = engine.decimation
 
     def step(self) -> None:
         self.batch.step(nstep=self.decimation)
@@ -186,7 +187,7 @@ def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> 
         if engine_cfg.name == "warp":
             raw = _RawWarpLoop(scene, engine, loop.targets)
         else:
-            raw = _RawMujocoLoop(scene, engine_cfg, loop.targets)
+            raw = _RawMujocoLoop(scene, engine, loop.targets)
     for _ in range(settings.warmup_steps):
         loop.step()
         if raw is not None:
@@ -202,10 +203,10 @@ def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> 
     return BenchRow(n, n / best_engine, n / best_raw if raw is not None else None, memory)
 
 
-def format_table(title: str, engine_cfg: EngineConfig, rows: list[BenchRow]) -> str:
+def format_table(title: str, engine_cfg: EngineConfig, decimation: int, rows: list[BenchRow]) -> str:
     raw_name = "mujoco_warp" if engine_cfg.name == "warp" else "mujoco.batch"
     where = engine_cfg.device if engine_cfg.name == "warp" else f"nthread={engine_cfg.nthread or 'all'}"
-    lines = [f"{title}: engine={engine_cfg.name} ({where}), decimation {engine_cfg.decimation}, "
+    lines = [f"{title}: engine={engine_cfg.name} ({where}), decimation {decimation}, "
              f"rates in policy steps/s summed over environments",
              f"{'N':>6} {'engine':>12} {'raw ' + raw_name + '/dec':>22} {'ratio':>6}"
              + (f" {'GPU MiB (warp/torch/device)':>28}" if any(r.memory for r in rows) else "")]
@@ -237,7 +238,7 @@ def run(cfg: DictConfig) -> int:
             engine_cfg = EngineConfig(**{**base.__dict__, "num_envs": int(n)})
             rows.append(measure(scene, engine_cfg, settings))
             log.info("%s N=%d: %.0f policy steps/s", name, n, rows[-1].engine_rate)
-        table = format_table(SCENE_TITLES.get(name, name), base, rows)
+        table = format_table(SCENE_TITLES.get(name, name), base, derive_decimation(base, scene.model.opt.timestep), rows)
         print(table, flush=True)
         results[name] = rows
     training_counts = settings.training_num_envs

@@ -27,14 +27,60 @@ def config_dir() -> str:
     return str(resources.files("coohoi.cfg"))
 
 
+def register_schemas() -> None:
+    """Put the typed configs in hydra's ConfigStore as `schema` of their groups (cfg/*/ yamls extend them), so that
+    every default has one source and unknown keys stop composition."""
+    from hydra.core.config_store import ConfigStore
+
+    from coohoi.agents.config import PlayConfig, TrainConfig, WandbConfig
+    from coohoi.bench import BenchSettings
+    from coohoi.config import EngineConfig, SceneConfig
+    from coohoi.envs import TASKS
+
+    store = ConfigStore.instance()
+    for group, node in (("engine", EngineConfig), ("train", TrainConfig), ("play", PlayConfig),
+                        ("wandb", WandbConfig), ("bench", BenchSettings), ("schema/scene", SceneConfig)):
+        store.store(group=group, name="schema", node=node)
+    for env_type, (_, env_cfg) in TASKS.items():  # task yamls: `- /schema/env@task.env: <env_type>`
+        store.store(group="schema/env", name=env_type, node=env_cfg)
+
+
+def explicit_keys(overrides: list[str], section: str) -> set[str]:
+    """Dotted keys below `section` that command-line overrides set (`train.ppo.learning_rate=1e-3` -> ppo.learning_rate)."""
+    keys = set()
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key.startswith(section + "."):
+            keys.add(key[len(section) + 1:])
+    return keys
+
+
+def apply_cpu_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """On the CPU engine, set cfg.train.cpu_overrides' keys that the command line leaves alone; record what changed
+    in cfg.train.cpu_applied (a run prints it once)."""
+    if not str(cfg.engine.device).startswith("cpu") or "train" not in cfg:
+        return
+    explicit = explicit_keys(overrides, "train")
+    applied = {}
+    for key, value in (cfg.train.cpu_overrides or {}).items():
+        if any(key == e or key.startswith(e + ".") for e in explicit):
+            continue
+        if OmegaConf.select(cfg.train, key) != value:
+            OmegaConf.update(cfg.train, key, value, merge=False)
+            applied[key] = value
+    cfg.train.cpu_applied = applied
+
+
 def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     """Compose the hydra config from cfg/ with command-line overrides (also used by tests)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    register_schemas()
     with initialize_config_dir(config_dir=config_dir(), version_base=None):
         cfg = hydra_compose(config_name=config_name, overrides=overrides)
     OmegaConf.resolve(cfg)
+    apply_cpu_overrides(cfg, overrides)
     return cfg
 
 

@@ -3,7 +3,8 @@ or misspelled key stops with a message that names it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
@@ -17,15 +18,35 @@ class ConfigError(ValueError):
 
 
 def to_dataclass(cls: type[T], node: Any, where: str, error: type[ValueError] = ConfigError) -> T:
-    """Check a config node (dict or DictConfig) against a dataclass and build it; an unknown key or a wrong type
-    raises `error` naming `where` and the key."""
+    """Check a config node (dict or DictConfig) against a dataclass and build it; an unknown key, a wrong type or a
+    NaN or infinite number raises `error` naming `where` and the key."""
     if isinstance(node, cls):
-        return node
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node or {}))
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
-        raise error(f"bad setting in {where}{'.' + str(key) if key else ''}: {exc}") from exc
+        obj = node
+    else:
+        try:
+            if OmegaConf.is_config(node):  # a plain copy: a node typed by cls would let unknown keys through
+                node = OmegaConf.to_container(node, resolve=True)
+            obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node or {}))
+        except OmegaConfBaseException as exc:
+            key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+            raise error(f"bad setting in {where}{'.' + str(key) if key else ''}: {exc}") from exc
+    check_finite(obj, where, error)
+    return obj
+
+
+def check_finite(node: Any, where: str, error: type[ValueError] = ConfigError) -> None:
+    """Every number in a dataclass tree must be finite: NaN or inf in a setting is refused, naming the key."""
+    for f in fields(node):
+        value = getattr(node, f.name)
+        key = f"{where}.{f.name}"
+        if is_dataclass(value):
+            check_finite(value, key, error)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise error(f"{key} must be a finite number, got {value}")
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+            raise error(f"{key} must hold finite numbers, got {value}")
+        elif isinstance(value, dict) and any(isinstance(v, float) and not math.isfinite(v) for v in value.values()):
+            raise error(f"{key} must hold finite numbers, got {value}")
 
 
 OBJECT_KINDS = ("box", "long_box", "table", "sofa", "high_stool", "mesh")
@@ -72,7 +93,11 @@ class SceneConfig:
     object: ObjectConfig = field(default_factory=ObjectConfig)
     hand_shape: str = "sphere"
     contact: ContactConfig = field(default_factory=ContactConfig)
-    physics_dt: float = 1.0 / 120.0
+    physics_dt: float = 1.0 / 120.0  # published 120 Hz; docs/learning_evidence.md measures 1/240 and 1/480
+    # Effort limit of the PD actuators, as a scale of the published motor gears (abdomen 200, neck 50, shoulder 100,
+    # elbow 70, hip 200, knee 150, ankle 90 N m); None: no limit. The published Isaac Gym code sets none
+    # (reference §1); docs/learning_evidence.md measures what the gear clamp costs an untrained humanoid.
+    torque_limit: float | None = None
     arena_half_size: float = 30.0  # floor plane half size, metres
     max_object_extent: float = 4.0  # largest object side the scene accepts, metres
     humanoid_spacing: float = 1.0  # default spawn: humanoids on a line along y, this far apart
@@ -82,7 +107,8 @@ class SceneConfig:
 class EngineConfig:
     name: str = "mujoco"
     num_envs: int = 16
-    decimation: int = 4  # physics steps per policy step: 120 Hz physics, 30 Hz policy
+    policy_dt: float = 1.0 / 30.0  # the policy acts at 30 Hz (reference §2)
+    decimation: int | None = None  # physics steps per policy step; None: policy_dt / scene.physics_dt (4 at 120 Hz)
     device: str = "cpu"
     nthread: int = 0  # mujoco engine: worker threads (0 = all CPUs)
     seed: int = 0

@@ -80,12 +80,20 @@ def _validate(cfg: SceneConfig) -> None:
         raise SceneConfigError(f"scene.contact.cone must be 'elliptic' or 'pyramidal', got {cfg.contact.cone!r}")
     if not cfg.physics_dt > 0:
         raise SceneConfigError(f"scene.physics_dt must be positive, got {cfg.physics_dt}")
+    if cfg.torque_limit is not None and not cfg.torque_limit > 0:
+        raise SceneConfigError(f"scene.torque_limit must be a positive scale of the motor gears or null (no limit), "
+                               f"got {cfg.torque_limit}")
     if cfg.max_object_extent > 2 * cfg.arena_half_size:
         raise SceneConfigError("scene.max_object_extent cannot exceed the floor (2 * scene.arena_half_size)")
 
 
 def _humanoid_spec(cfg: SceneConfig) -> mujoco.MjSpec:
     spec = mujoco.MjSpec.from_file(str(hum.MJCF_PATH))
+    for actuator in spec.actuators:  # the MJCF's forcerange holds the published motor gears
+        if cfg.torque_limit is None:
+            actuator.forcelimited = mujoco.mjtLimited.mjLIMITED_FALSE
+        else:
+            actuator.forcerange = [cfg.torque_limit * x for x in actuator.forcerange]
     for side, medial in (("right", 1.0), ("left", -1.0)):
         geom = spec.geom(f"{side}_hand")
         geom.friction = list(cfg.contact.hand_friction)

@@ -1,4 +1,4 @@
-"""Task environments (installed as coohoi.envs): `make_env(cfg)` builds the one named by cfg.task.name."""
+"""Task environments (installed as coohoi.envs): `make_env(cfg)` builds the one of cfg.task.env_type."""
 
 from __future__ import annotations
 
@@ -16,20 +16,19 @@ from coohoi.envs.config import (
 )
 from coohoi.envs.humanoid_env import HumanoidEnv
 
-# Task name -> (env class, its config dataclass).
+# Env type (task.env_type; a task's variants share it) -> (env class, its config dataclass).
 TASKS: dict[str, tuple[type[HumanoidEnv], type[HumanoidEnvConfig]]] = {
     "amp_locomotion": (AmpLocomotionEnv, AmpLocomotionEnvConfig),
-    "carry_box": (CarryEnv, CarryEnvConfig),
-    "carry_box_curriculum": (CarryEnv, CarryEnvConfig),
+    "carry": (CarryEnv, CarryEnvConfig),
 }
 
 
 def task_configs(cfg: Any) -> tuple[type[HumanoidEnv], HumanoidEnvConfig, SceneConfig, EngineConfig]:
     """Check the composed config's task and engine sections against their dataclasses."""
-    name = cfg.task.name
-    if name not in TASKS:
-        raise EnvConfigError(f"unknown task.name {name!r}; known tasks: {', '.join(TASKS)}")
-    env_cls, env_cfg_cls = TASKS[name]
+    kind = cfg.task.get("env_type")
+    if kind not in TASKS:
+        raise EnvConfigError(f"task {cfg.task.get('name')!r} has unknown task.env_type {kind!r}; known: {', '.join(TASKS)}")
+    env_cls, env_cfg_cls = TASKS[kind]
     env_cfg = to_dataclass(env_cfg_cls, cfg.task.get("env"), "task.env")
     scene_cfg = to_dataclass(SceneConfig, cfg.task.get("scene"), "task.scene")
     engine_cfg = to_dataclass(EngineConfig, cfg.engine, "engine")

@@ -1,7 +1,7 @@
 """The carry task (reference §2-4, §7-8): walk to a box, pick it up, carry it to a target pose and put it down.
 
-Box and target placement are sampled over distance and angle (the published code left the angles at zero). The
-target is state only (no physics body). Observations and rewards are computed per agent from its handle of the
+Box and target placement are sampled over distance and angle; the defaults are the published placement (angles
+zero: the box straight ahead, the target further along +x). The target is state only (no physics body). Observations and rewards are computed per agent from its handle of the
 object (coohoi.envs.observations.Handle); for the single agent the handle is the whole box.
 """
 
@@ -50,20 +50,14 @@ class CarryEnv(HumanoidEnv):
         self.fk = ForwardKinematics(device=self.device, dtype=self.dtype)
 
     # ---- handles --------------------------------------------------------------------------------------------
-    def handles(self, env_ids: torch.Tensor | None = None) -> Handle:
-        """Each row's handle in the object frame (single agent: the whole box), of all or the given environments."""
-        half = self.engine.object_half_extents
-        return whole_box_handle(self.per_row(half if env_ids is None else half[env_ids]))
+    def handles(self) -> Handle:
+        """Each row's handle in the object frame (single agent: the whole box)."""
+        return whole_box_handle(self.per_row(self.engine.object_half_extents))
 
-    def handle_poses(self, env_ids: torch.Tensor | None = None) -> tuple[HandlePose, HandlePose]:
-        """Each row's handle at the object's current pose and at the target pose (both placed in one batch), of
-        all or the given environments."""
-        e, h = self.engine, self.handles(env_ids)
-        select = (lambda t: t) if env_ids is None else (lambda t: t[env_ids])  # noqa: E731
-
-        def both(current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return torch.cat((self.per_row(select(current)), self.per_row(select(target))))
-
+    def handle_poses(self) -> tuple[HandlePose, HandlePose]:
+        """Each row's handle at the object's current pose and at the target pose (both placed in one batch)."""
+        e, h = self.engine, self.handles()
+        both = lambda current, target: torch.cat((self.per_row(current), self.per_row(target)))  # noqa: E731
         twice = Handle(*(torch.cat((x, x)) for x in (h.center, h.quat, h.half_extents)))
         placed = place_handle(both(e.object_pos, self.target_pos), both(e.object_quat, self.target_quat), twice,
                               self.cfg.stand_offset)
@@ -72,13 +66,18 @@ class CarryEnv(HumanoidEnv):
         return HandlePose(*current), HandlePose(*target)
 
     # ---- resets ---------------------------------------------------------------------------------------------
-    def _object_start(self, env_ids: torch.Tensor, humanoid: HumanoidState) -> ObjectState:
+    def _object_starts(self, humanoid: HumanoidState) -> tuple[ObjectState, dict[str, torch.Tensor]]:
         """Box on the ground at a sampled distance and direction from the humanoid, with a sampled yaw; the target
-        at a sampled distance and direction from the box, at the box's resting height, with a sampled yaw."""
-        c, n = self.cfg, env_ids.numel()
+        at a sampled distance and direction from the box, at the box's resting height, with a sampled yaw; and
+        (cfg.randomize_object) the box's size and mass scales."""
+        c, n = self.cfg, humanoid.root_pos.shape[0]
+        task = {}
         if c.randomize_object:
-            self.engine.randomize_object(env_ids)
-        rest_height = self.engine.object_half_extents[env_ids, 2]
+            task["object_size_scale"], task["object_mass_scale"] = self.engine.sample_object_scales(n, self.generator)
+            half = self.engine.object_base_half_extents * task["object_size_scale"][:, None]
+        else:
+            half = self.engine.object_base_half_extents.expand(n, 3)
+        rest_height = half[:, 2:3]
         origin = humanoid.root_pos[:, 0, :2]
 
         def ring(center, distance_range, direction_range, min_distance=None):
@@ -88,26 +87,28 @@ class CarryEnv(HumanoidEnv):
             a = self._uniform(n, *direction_range)
             return center + d.unsqueeze(-1) * torch.stack((torch.cos(a), torch.sin(a)), dim=-1)
 
-        box_xy = ring(origin, c.box_distance_range, c.box_direction_range, self._box_min_distance(env_ids, humanoid))
-        box_pos = torch.cat((box_xy, rest_height.unsqueeze(-1)), dim=-1)
+        box_xy = ring(origin, c.box_distance_range, c.box_direction_range, self._box_min_distance(humanoid, half))
+        box_pos = torch.cat((box_xy, rest_height), dim=-1)
         box_quat = yaw_quat(self._uniform(n, *c.box_yaw_range))
-        target_xy = ring(box_xy, c.target_distance_range, c.target_direction_range)
-        self.target_pos[env_ids] = torch.cat((target_xy, rest_height.unsqueeze(-1)), dim=-1)
-        self.target_quat[env_ids] = yaw_quat(self._uniform(n, *c.target_yaw_range))
-        return ObjectState(box_pos, box_quat, torch.zeros_like(box_pos), torch.zeros_like(box_pos))
+        task["target_pos"] = torch.cat((ring(box_xy, c.target_distance_range, c.target_direction_range), rest_height),
+                                       dim=-1)
+        task["target_quat"] = yaw_quat(self._uniform(n, *c.target_yaw_range))
+        return ObjectState(box_pos, box_quat, torch.zeros_like(box_pos), torch.zeros_like(box_pos)), task
 
-    def _box_min_distance(self, env_ids: torch.Tensor, humanoid: HumanoidState) -> torch.Tensor:
+    def _box_min_distance(self, humanoid: HumanoidState, half: torch.Tensor) -> torch.Tensor:
         """[n] Nearest the box centre may start to the root: the reach of the humanoid's low bodies (those below the
         box top plus the clearance) around the root, plus the box's bounding radius and the clearance."""
-        half = self.engine.object_half_extents[env_ids]
         body_pos, _ = self.fk(humanoid.root_pos[:, 0], humanoid.root_quat[:, 0], humanoid.dof_pos[:, 0])
         reach = (body_pos[..., :2] - humanoid.root_pos[:, :1, :2]).norm(dim=-1)
         low = body_pos[..., 2] < (2.0 * half[:, 2:3] + self.cfg.box_clearance)
         reach = torch.where(low, reach, torch.zeros_like(reach)).amax(dim=-1)
         return reach + half[:, :2].norm(dim=-1) + self.cfg.box_clearance
 
-    def _after_reset(self, env_ids: torch.Tensor) -> None:
-        self.first_success_step[env_ids] = -1
+    def _after_reset(self, mask: torch.Tensor, starts) -> None:
+        self.target_pos = torch.where(mask[:, None], starts.task["target_pos"], self.target_pos)
+        self.target_quat = torch.where(mask[:, None], starts.task["target_quat"], self.target_quat)
+        self.first_success_step = torch.where(mask, torch.full_like(self.first_success_step, -1),
+                                              self.first_success_step)
 
     # ---- observation, reward, termination -------------------------------------------------------------------
     def _task_obs(self) -> torch.Tensor:
@@ -117,8 +118,7 @@ class CarryEnv(HumanoidEnv):
         obs = carry_task_obs(self.rows(e.root_pos), self.rows(e.root_quat), current, target,
                              self.per_row(e.object_lin_vel), self.per_row(e.object_ang_vel), density)
         if self.cfg.task_obs_noise_std > 0:
-            noise = torch.randn(obs.shape, generator=self.generator, dtype=self.dtype).to(self.device)
-            obs = obs + self.cfg.task_obs_noise_std * noise * self._noisy_task_obs
+            obs = obs + self.cfg.task_obs_noise_std * self._randn(obs.shape) * self._noisy_task_obs
         return obs
 
     def _task_reward(self):
@@ -146,17 +146,17 @@ class CarryEnv(HumanoidEnv):
         self.first_success_step = torch.where(within & (self.first_success_step < 0), self.progress,
                                               self.first_success_step)
 
-    def _episode_metrics(self, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        dist = self.object_target_distance()[env_ids].to(torch.float64)
+    def _episode_metrics(self) -> dict[str, torch.Tensor]:
+        dist = self.object_target_distance()
         success = dist < self.cfg.success_distance
         nan = torch.full_like(dist, float("nan"))
-        first = self.first_success_step[env_ids].to(torch.float64)
-        current, target = self.handle_poses(env_ids)
+        first = self.first_success_step.to(dist.dtype)
+        current, target = self.handle_poses()
         state = carry_state(current, target, self.cfg)
         return {
-            "success_rate": success.to(torch.float64),
+            "success_rate": success.to(dist.dtype),
             "final_distance_m": dist,
             "precision_cm": torch.where(success, 100.0 * dist, nan),
             "completion_time_s": torch.where(success & (first >= 0), first * self.policy_dt, nan),
-            "placed_rate": state["placed"].view(env_ids.numel(), -1).all(dim=1).to(torch.float64),
+            "placed_rate": state["placed"].view(self.num_envs, -1).all(dim=1).to(dist.dtype),
         }

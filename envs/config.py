@@ -28,9 +28,10 @@ class EnvConfigError(ConfigError):
 class HumanoidEnvConfig:
     """What every humanoid task shares: episodes, resets, actions, falls and the AMP feature history."""
 
-    episode_length: int = 300  # policy steps (30 Hz)
+    episode_length_s: float = 10.0  # seconds; the env derives its step count from the engine's policy period
     # Start states: the default standing pose, reference states sampled from the motion library, or a mix.
-    reset_mode: str = "mix"
+    # Published: AMP locomotion starts from reference states, carrying from the default pose (reference §7).
+    reset_mode: str = "reference"
     reference_reset_prob: float = 0.5  # mix: probability of a reference start
     random_heading: bool = True  # turn every start state by a random yaw about the root
     reference_height_offset: float = 0.0  # added to the root height of reference starts (metres)
@@ -65,18 +66,22 @@ class AmpLocomotionEnvConfig(HumanoidEnvConfig):
 class CarryEnvConfig(HumanoidEnvConfig):
     """The carry task (reference §2-4, §7-8)."""
 
-    episode_length: int = 600
+    episode_length_s: float = 20.0  # 600 policy steps (reference §2)
+    reset_mode: str = "default"
+    random_heading: bool = False  # published: the humanoid starts facing +x
     contact_bodies: list[str] = field(
         default_factory=lambda: ["right_foot", "left_foot", "right_hand", "left_hand"])
 
     # Placement (reference §7): box distance from the humanoid and target distance from the box, metres; angles
-    # (direction of the offset, and each yaw) are sampled uniformly in the given ranges (radians).
+    # (world direction of the offset, and each yaw, radians) are sampled uniformly in the given ranges. Published:
+    # the box straight ahead (+x) and the target further along +x, both at yaw 0 (cfg/task/carry_box_anywhere.yaml
+    # samples every direction and yaw).
     box_distance_range: list[float] = field(default_factory=lambda: [0.5, 10.0])
-    box_direction_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
-    box_yaw_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    box_direction_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    box_yaw_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
     target_distance_range: list[float] = field(default_factory=lambda: [1.5, 10.0])
-    target_direction_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
-    target_yaw_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    target_direction_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    target_yaw_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
     # The box never starts inside the humanoid (the contact solver would launch it): its bounding circle stays
     # this far (xy) from every body origin lower than the box top plus this margin.
     box_clearance: float = 0.15
@@ -110,7 +115,8 @@ class CarryEnvConfig(HumanoidEnvConfig):
     # Success (reference §8): object centre within this 3D distance of the target at resting height.
     success_distance: float = 0.2
     density_scale: float = 1.0 / 40.0  # the density observation is density * this (the 0.5 m, 5 kg box gives 1)
-    task_obs_noise_std: float = 0.0  # Gaussian noise on the object and target positions/corners of the task obs
+    # Gaussian noise on the object and target positions and corners of the task observation (published: 0.1).
+    task_obs_noise_std: float = 0.1
 
 
 def to_dataclass(cls: type[T], node: Any, where: str) -> T:
@@ -126,8 +132,8 @@ def validate_humanoid_config(cfg: HumanoidEnvConfig, where: str = "task.env") ->
         fail(f"reset_mode must be one of {', '.join(RESET_MODES)}, got {cfg.reset_mode!r}")
     if not 0.0 <= cfg.reference_reset_prob <= 1.0:
         fail(f"reference_reset_prob must lie in [0, 1], got {cfg.reference_reset_prob}")
-    if cfg.episode_length < 2:
-        fail(f"episode_length must be at least 2, got {cfg.episode_length}")
+    if not cfg.episode_length_s > 0:
+        fail(f"episode_length_s must be positive, got {cfg.episode_length_s}")
     if cfg.amp_history < 1:
         fail(f"amp_history must be at least 1, got {cfg.amp_history}")
     unknown = [b for b in cfg.contact_bodies if b not in hum.BODY_NAMES]

@@ -1,15 +1,39 @@
 """The shared base of the task environments: engine, motion library, actions, resets, falls and the AMP history.
 
-Rows are controlled humanoids: row = env * num_agents + agent. A task subclass supplies four things: the size of
-its task observation and the observation itself, its reward terms, its extra terminations, and where the object
-starts (plus optional per-episode metrics). Everything numeric is computed by the pure functions of
-coohoi.envs.observations / rewards / terminations.
+Rows are controlled humanoids: row = env * num_agents + agent. A task subclass supplies its task observation, its
+reward terms, its extra terminations, where the object (and anything else the task places) starts, and optional
+per-episode metrics. Everything numeric is computed by the pure functions of coohoi.envs.observations / rewards /
+terminations.
+
+The env contract (what learners, adapters and evaluation rely on; tests/fake_task_env.py implements it too):
+
+- attributes: num_envs, num_agents, num_rows (= num_envs * num_agents), num_obs, num_actions, num_amp_obs,
+  amp_history, policy_dt, max_episode_length (policy steps), device;
+- `reset()` -> obs [rows, num_obs] float32: every environment starts a new episode;
+- `step(actions [rows, num_actions])` -> (obs, reward [rows], terminated [rows], truncated [rows], info). Finished
+  environments are reset inside the step; `obs` is then the first observation of the new episode. info holds:
+    amp_obs [rows, num_amp_obs]: the AMP feature history of the state reached (before any reset), newest first;
+    reward_terms {name: [rows]}; terminated_reasons {name: [rows] bool};
+    episode_metrics {name: [num_envs]}: values of the episodes that end at this step (meaningful where they end;
+        NaN where a metric does not apply, e.g. precision of a failed episode), among them episode_length;
+    faulted [num_envs] bool: worlds reset because their physics failed or their actions were not finite;
+    final_obs [rows, num_obs] (only with env.keep_final_obs = True): the observation of the state reached, before
+        any reset (learners that bootstrap from time-outs need it);
+- `amp_hist` [rows, amp_history, 125]: the AMP history of the current state (after this step's resets);
+- `episode_summary()`: means over the episodes that ended since the last call, and fault counts (one host sync);
+- `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library;
+- `set_assist_level(level)`: the assistance curriculum's level in [0, 1] (envs.assist; 0 = off).
+
+A step has fixed shapes and never synchronises with the host on the GPU engine: environments that end are reset
+by mask from a pool of pre-sampled start states, refilled every START_POOL_REFILL_STEPS steps (sampling a batch of
+starts costs about the same for 16 or 1,024 of them, so one large batch beats a small one per step).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, fields
 
 import gymnasium as gym
 import numpy as np
@@ -19,13 +43,20 @@ from coohoi import humanoid as hum
 from coohoi.config import EngineConfig, SceneConfig
 from coohoi.engine import make_engine
 from coohoi.engine.base import HumanoidState, ObjectState, SimState
+from coohoi.envs.assist import assist_wrench
 from coohoi.envs.config import HumanoidEnvConfig, resolve_dataset_path, validate_humanoid_config
 from coohoi.envs.observations import PROPRIO_SIZE, proprioception
 from coohoi.envs.terminations import fall_heights, fallen, timed_out
 from coohoi.motion.amp_features import AMP_FEATURE_SIZE, amp_features
+from coohoi.motion.kinematics import ForwardKinematics
 from coohoi.rotations import quat_mul, quat_rotate, yaw_quat
 
 log = logging.getLogger(__name__)
+
+# Start states kept per environment, and environment steps between refills of the whole pool. An environment that
+# ends more than START_POOL_DEPTH episodes within one refill period starts again from a state it used before.
+START_POOL_DEPTH = 2
+START_POOL_REFILL_STEPS = 8
 
 
 def pd_action_offset_scale(dof_limits: np.ndarray, cfg: HumanoidEnvConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -47,8 +78,23 @@ def pd_action_offset_scale(dof_limits: np.ndarray, cfg: HumanoidEnvConfig) -> tu
     return offset, scale
 
 
+@dataclass
+class Starts:
+    """Start states of n environments: humanoids [n, K, ...], the object [n, ...], each humanoid's AMP history
+    [n, K, amp_history, 125] and what the task places [n, ...] (task-specific keys)."""
+
+    humanoid: HumanoidState
+    object: ObjectState
+    amp_history: torch.Tensor
+    task: dict[str, torch.Tensor]
+
+    def map(self, fn) -> "Starts":
+        state = SimState(self.humanoid, self.object).map(fn)
+        return Starts(state.humanoid, state.object, fn(self.amp_history), {k: fn(v) for k, v in self.task.items()})
+
+
 class HumanoidEnv:
-    """Task environment base (see the module docstring and the env API in the project docs)."""
+    """Task environment base (see the module docstring for the contract)."""
 
     task_obs_size = 0
 
@@ -64,13 +110,14 @@ class HumanoidEnv:
         self.device = e.device
         self.dtype = e.dtype
         self.policy_dt = e.policy_dt
-        self.max_episode_length = cfg.episode_length
+        self.max_episode_length = max(2, int(round(cfg.episode_length_s / self.policy_dt)))
         self.amp_history = cfg.amp_history
         self.num_actions = hum.NUM_DOFS
         self.num_obs = PROPRIO_SIZE + self.task_obs_size
         self.num_amp_obs = self.amp_history * AMP_FEATURE_SIZE
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.num_actions,), dtype=np.float32)
+        self.keep_final_obs = False  # set by learners that need info["final_obs"]
 
         if motion_lib is None:
             from coohoi.motion.library import MotionLib
@@ -78,7 +125,8 @@ class HumanoidEnv:
             motion_lib = MotionLib.from_dataset(resolve_dataset_path(cfg.motion_dataset), device=self.device,
                                                 dtype=self.dtype)
         self.motion_lib = motion_lib
-        self.generator = torch.Generator(device="cpu")
+        self.fk = ForwardKinematics(device=self.device, dtype=self.dtype)
+        self.generator = torch.Generator(device=self.device)
         self.seed(seed)
 
         tensor = lambda x: torch.as_tensor(x, dtype=self.dtype, device=self.device)  # noqa: E731
@@ -89,18 +137,30 @@ class HumanoidEnv:
                                          self.dtype, self.device)
         self.key_body_ids = torch.tensor(hum.KEY_BODY_IDS, device=self.device)
         self.hand_body_ids = torch.tensor(hum.HAND_BODY_IDS, device=self.device)
+        self._default = e.default_state(1)
 
-        self.progress = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        n = self.num_envs
+        self.progress = torch.zeros(n, dtype=torch.long, device=self.device)
         self.amp_hist = torch.zeros(self.num_rows, self.amp_history, AMP_FEATURE_SIZE, dtype=self.dtype,
                                     device=self.device)
+        self._env_index = torch.arange(n, device=self.device)
+        self._pool: Starts | None = None
+        self._pool_next = torch.zeros(n, dtype=torch.long, device=self.device)
+        self._steps = 0
+        self._episode_sums: dict[str, torch.Tensor] = {}
+        self._episode_counts: dict[str, torch.Tensor] = {}
+        self._fault_counts = {k: torch.zeros((), dtype=torch.long, device=self.device)
+                              for k in ("unstable", "nonfinite_actions")}
         self.unstable_resets_total = 0
-        self._summary: dict[str, list[float]] = {}
-        self._all_envs = torch.arange(self.num_envs, device=self.device)
+        self.assist = None  # envs.assist.AssistConfig-like settings, from set_assist()
+        self.assist_level = 0.0
 
     def seed(self, seed: int) -> None:
-        """Seed the env's randomness (starts, placement, noise, demo sampling) and the engine's."""
+        """Seed the env's randomness (starts, placement, noise, demo sampling) and the engine's; start pools drawn
+        before are discarded."""
         self.generator.manual_seed(int(seed))
         self.engine.seed(int(seed))
+        self._pool = None
 
     # ---- row views of engine tensors ------------------------------------------------------------------------
     @staticmethod
@@ -117,11 +177,16 @@ class HumanoidEnv:
         return (env_ids.unsqueeze(-1) * self.num_agents + torch.arange(self.num_agents, device=self.device)).flatten()
 
     def _uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
-        u = torch.rand(n, generator=self.generator, dtype=self.dtype)
-        return (lo + (hi - lo) * u).to(self.device)
+        u = torch.rand(n, generator=self.generator, dtype=self.dtype, device=self.device)
+        return lo + (hi - lo) * u
+
+    def _randn(self, shape) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, dtype=self.dtype, device=self.device)
 
     # ---- task hooks -----------------------------------------------------------------------------------------
-    def _object_start(self, env_ids: torch.Tensor, humanoid: HumanoidState) -> ObjectState:
+    def _object_starts(self, humanoid: HumanoidState) -> tuple[ObjectState, dict[str, torch.Tensor]]:
+        """Where the object starts for n humanoid starts [n, K, ...], and any other task placement [n, ...]
+        (keys object_size_scale and object_mass_scale set the object's size and mass)."""
         raise NotImplementedError
 
     def _task_obs(self) -> torch.Tensor | None:
@@ -137,76 +202,107 @@ class HumanoidEnv:
     def _after_physics(self) -> None:
         """Update per-episode trackers from the state just reached (before any reset)."""
 
-    def _episode_metrics(self, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-episode task metrics [len(env_ids)] of the episodes that end now (the state is still the final one);
-        NaN where a metric does not apply to an episode."""
+    def _episode_metrics(self) -> dict[str, torch.Tensor]:
+        """Per-episode task metrics [num_envs] as if every episode ended now (the state is the final one); NaN where
+        a metric does not apply to an episode."""
         return {}
 
-    def _after_reset(self, env_ids: torch.Tensor) -> None:
-        """Task state to reset together with the environments."""
+    def _after_reset(self, mask: torch.Tensor, starts: Starts) -> None:
+        """Task state of the environments in mask [num_envs] to take from their starts (tensors [num_envs, ...])."""
 
     # ---- AMP ------------------------------------------------------------------------------------------------
-    def amp_frame(self, row_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """The current AMP features [rows, 125] of the given rows (all rows if None), from engine tensors."""
-        e = self.engine
-        sel = (lambda t: self.rows(t)) if row_ids is None else (lambda t: self.rows(t)[row_ids])  # noqa: E731
-        return amp_features(sel(e.root_pos), sel(e.root_quat), sel(e.root_lin_vel), sel(e.root_ang_vel),
-                            sel(e.dof_pos), sel(e.dof_vel), sel(e.body_pos)[:, self.key_body_ids])
+    def amp_frame(self) -> torch.Tensor:
+        """The current AMP features [rows, 125] of every row, from engine tensors."""
+        e, r = self.engine, self.rows
+        return amp_features(r(e.root_pos), r(e.root_quat), r(e.root_lin_vel), r(e.root_ang_vel), r(e.dof_pos),
+                            r(e.dof_vel), r(e.body_pos)[:, self.key_body_ids])
 
     def fetch_amp_demo(self, n: int) -> torch.Tensor:
         """n demo AMP observations [n, num_amp_obs] (float32) from the motion library."""
         demo = self.motion_lib.sample_amp_demo(n, self.amp_history, self.policy_dt, self.generator)
         return demo.to(device=self.device, dtype=torch.float32)
 
-    # ---- resets ---------------------------------------------------------------------------------------------
-    def _sample_humanoid_start(self, env_ids: torch.Tensor, reference=None):
-        """Start states [n, K, ...], the rows that start from a reference state, and those rows' AMP history
-        [len(ref_rows), amp_history, 125] from the motion library (None if there are none).
+    # ---- start states ---------------------------------------------------------------------------------------
+    def sample_starts(self, n: int, reference=None) -> Starts:
+        """Start states for n environments (fixed shapes: no host sync). reference: optional (clip_ids, times), one
+        per row, forcing reference starts at those clip times; otherwise cfg.reset_mode decides."""
+        humanoid, history = self._humanoid_starts(n, reference)
+        obj, task = self._object_starts(humanoid)
+        return Starts(humanoid, obj, history, task)
 
-        reference: optional (clip_ids, times) per row, forcing reference starts at those clip times."""
-        n, k = env_ids.numel(), self.num_agents
+    def _humanoid_starts(self, n: int, reference=None) -> tuple[HumanoidState, torch.Tensor]:
+        """Humanoid start states [n, K, ...] and their AMP histories [n, K, amp_history, 125]: the reference clip's
+        past frames for reference starts, the start frame repeated for default starts."""
+        k, h = self.num_agents, self.amp_history
         m = n * k
-        default = self.engine.default_state(n).humanoid
-        root_pos, root_quat, lin, ang, dof, dof_vel = (self.rows(t).clone() for t in (
-            default.root_pos, default.root_quat, default.root_lin_vel, default.root_ang_vel, default.dof_pos,
-            default.dof_vel))
-        mode = self.cfg.reset_mode
-        if reference is not None or mode == "reference":
-            use_ref = torch.ones(m, dtype=torch.bool, device=self.device)
-        elif mode == "mix":
-            use_ref = self._uniform(m, 0.0, 1.0) < self.cfg.reference_reset_prob
+        d = self._default.humanoid
+        expand = lambda t: self.rows(t.expand((n,) + t.shape[1:])).clone()  # noqa: E731
+        root_pos, root_quat, lin, ang, dof, dof_vel = (expand(t) for t in (
+            d.root_pos, d.root_quat, d.root_lin_vel, d.root_ang_vel, d.dof_pos, d.dof_vel))
+        mode = "reference" if reference is not None else self.cfg.reset_mode
+        if mode == "default":
+            history = None
         else:
-            use_ref = torch.zeros(m, dtype=torch.bool, device=self.device)
-        ref_rows = torch.nonzero(use_ref).flatten()
-        ref_history = None
-        if ref_rows.numel():
             lib = self.motion_lib
             if reference is None:
-                cids = lib.sample_clips(ref_rows.numel(), self.generator).to(self.device)
+                cids = lib.sample_clips(m, self.generator).to(self.device)
                 t = lib.sample_times(cids, self.generator)
             else:
                 cids = torch.as_tensor(reference[0], dtype=torch.long, device=self.device).flatten()
                 t = torch.as_tensor(reference[1], dtype=self.dtype, device=self.device).flatten()
                 if cids.numel() != m or t.numel() != m:
-                    raise ValueError(f"reference starts need one (clip, time) per row: {m}, got {cids.numel()} and {t.numel()}")
+                    raise ValueError(f"reference starts need one (clip, time) per row: {m}, got {cids.numel()} and "
+                                     f"{t.numel()}")
             # One library query gives the start state and the AMP history that led to it.
-            st, ref_history = lib.state_and_amp_features(cids, t.to(self.dtype), self.amp_history, self.policy_dt)
+            st, ref_history = lib.state_and_amp_features(cids, t.to(lib.dtype), h, self.policy_dt)
             cast = lambda x: x.to(device=self.device, dtype=self.dtype)  # noqa: E731
-            ref_history = cast(ref_history)
+            use_ref = torch.ones(m, dtype=torch.bool, device=self.device) if mode == "reference" else \
+                self._uniform(m, 0.0, 1.0) < self.cfg.reference_reset_prob
             ref_pos = cast(st.root_pos)
             # Keep the clip's height; put it where this humanoid spawns by default.
-            ref_pos[:, :2] = root_pos[ref_rows, :2]
-            ref_pos[:, 2] += self.cfg.reference_height_offset
-            root_pos[ref_rows], root_quat[ref_rows] = ref_pos, cast(st.root_quat)
-            lin[ref_rows], ang[ref_rows] = cast(st.root_lin_vel), cast(st.root_ang_vel)
-            dof[ref_rows], dof_vel[ref_rows] = cast(st.dof_pos), cast(st.dof_vel)
-        if self.cfg.random_heading:
+            ref_pos = torch.cat((root_pos[:, :2], ref_pos[:, 2:] + self.cfg.reference_height_offset), dim=-1)
+            pick = lambda ref, default: torch.where(use_ref.view((-1,) + (1,) * (ref.dim() - 1)), cast(ref), default)  # noqa: E731
+            root_pos, root_quat = pick(ref_pos, root_pos), pick(st.root_quat, root_quat)
+            lin, ang = pick(st.root_lin_vel, lin), pick(st.root_ang_vel, ang)
+            dof, dof_vel = pick(st.dof_pos, dof), pick(st.dof_vel, dof_vel)
+            history = (use_ref, cast(ref_history))
+        # The start frame of every row (reference rows included: it is the same state the engine will hold).
+        body_pos, _ = self.fk(root_pos, root_quat, dof)
+        frame = amp_features(root_pos, root_quat, lin, ang, dof, dof_vel, body_pos[:, self.key_body_ids])
+        hist = frame.unsqueeze(1).expand(m, h, AMP_FEATURE_SIZE).clone()
+        if history is not None and h > 1:
+            use_ref, ref_history = history
+            hist[:, 1:] = torch.where(use_ref[:, None, None], ref_history[:, 1:], hist[:, 1:])
+        if self.cfg.random_heading:  # AMP features are seen from the heading frame: the history does not change
             turn = yaw_quat(self._uniform(m, -math.pi, math.pi))
             root_quat = quat_mul(turn, root_quat)
             lin, ang = quat_rotate(turn, lin), quat_rotate(turn, ang)
         shape = lambda x: x.unflatten(0, (n, k))  # noqa: E731
         state = HumanoidState(shape(root_pos), shape(root_quat), shape(lin), shape(ang), shape(dof), shape(dof_vel))
-        return state, ref_rows, ref_history
+        return state, shape(hist)
+
+    def _apply_starts(self, mask: torch.Tensor, starts: Starts) -> None:
+        """Start new episodes in the environments of mask [num_envs] from their rows of `starts` (full size)."""
+        task = starts.task
+        if "object_size_scale" in task:
+            self.engine.set_object_scale_where(mask, task["object_size_scale"], task["object_mass_scale"])
+        self.engine.reset_where(mask, SimState(starts.humanoid, starts.object))
+        self.progress = torch.where(mask, torch.zeros_like(self.progress), self.progress)
+        rows = self.per_row(mask)
+        self.amp_hist = torch.where(rows[:, None, None], self.rows(starts.amp_history), self.amp_hist)
+        self._after_reset(mask, starts)
+
+    def _refill_pool(self) -> None:
+        self._pool = self.sample_starts(START_POOL_DEPTH * self.num_envs)
+        self._pool_next.zero_()
+
+    def _reset_ended(self, ended: torch.Tensor) -> None:
+        """Reset the environments in `ended` from the start pool (fixed shapes: no host sync)."""
+        if self._pool is None or self._steps % START_POOL_REFILL_STEPS == 0:
+            self._refill_pool()
+        index = self._pool_next * self.num_envs + self._env_index
+        self._apply_starts(ended, self._pool.map(lambda t: t[index]))
+        self._pool_next = (self._pool_next + ended.long()) % START_POOL_DEPTH
 
     def reset_envs(self, env_ids, reference=None) -> None:
         """Start new episodes in the given environments (the others are untouched).
@@ -216,21 +312,21 @@ class HumanoidEnv:
         ids = torch.as_tensor(env_ids, dtype=torch.long, device=self.device).flatten()
         if ids.numel() == 0:
             return
-        humanoid, ref_rows, ref_history = self._sample_humanoid_start(ids, reference)
-        obj = self._object_start(ids, humanoid)
-        self.engine.reset(ids, SimState(humanoid, obj))
-        self.progress[ids] = 0
-        rows = self.env_rows(ids)
-        # Back-fill the AMP history: the reference clip's past frames, or the start frame repeated.
-        hist = self.amp_frame(rows).unsqueeze(1).repeat(1, self.amp_history, 1)
-        if ref_history is not None:
-            hist[ref_rows, 1:] = ref_history[:, 1:]
-        self.amp_hist[rows] = hist
-        self._after_reset(ids)
+        starts = self.sample_starts(ids.numel(), reference)
+
+        def full(t):
+            out = torch.zeros((self.num_envs,) + tuple(t.shape[1:]), dtype=t.dtype, device=self.device)
+            out[ids] = t
+            return out
+
+        mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        mask[ids] = True
+        self._apply_starts(mask, starts.map(full))
 
     def reset(self) -> torch.Tensor:
         """Reset every environment; the first observation [rows, num_obs] (float32)."""
-        self.reset_envs(self._all_envs)
+        self._apply_starts(torch.ones(self.num_envs, dtype=torch.bool, device=self.device),
+                           self.sample_starts(self.num_envs))
         return self.observe()
 
     # ---- observation ----------------------------------------------------------------------------------------
@@ -239,28 +335,48 @@ class HumanoidEnv:
         obs = proprioception(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.body_pos),
                              self.rows(e.body_quat), self.rows(e.body_lin_vel), self.rows(e.body_ang_vel))
         if self.cfg.proprio_noise_std > 0:
-            obs = obs + self.cfg.proprio_noise_std * torch.randn(obs.shape, generator=self.generator,
-                                                                 dtype=self.dtype).to(self.device)
+            obs = obs + self.cfg.proprio_noise_std * self._randn(obs.shape)
         task = self._task_obs()
         if task is not None:
             obs = torch.cat((obs, task), dim=-1)
         return obs.to(torch.float32)
 
+    # ---- assistance -----------------------------------------------------------------------------------------
+    def set_assist(self, cfg) -> None:
+        """Assistance forces (envs.assist) with these settings (an AssistConfig; None: none)."""
+        self.assist = cfg if cfg is not None and cfg.enabled else None
+        self.assist_level = 1.0 if self.assist is not None else 0.0
+        if self.assist is not None:
+            height = cfg.height if cfg.height is not None else float(self._default.humanoid.root_pos[0, 0, 2])
+            self._assist_height = height
+
+    def set_assist_level(self, level: float) -> None:
+        """The curriculum's level in [0, 1]; 0 removes the forces (evaluation envs never have any)."""
+        self.assist_level = float(min(max(level, 0.0), 1.0)) if self.assist is not None else 0.0
+
+    def _apply_assist(self) -> None:
+        e = self.engine
+        if self.assist is None or self.assist_level <= 0.0:
+            return
+        force, torque = assist_wrench(e.root_pos, e.root_quat, e.root_lin_vel, e.root_ang_vel, self._assist_height,
+                                      self.assist)
+        e.set_root_wrench(self.assist_level * force, self.assist_level * torque)
+
     # ---- step -----------------------------------------------------------------------------------------------
-    def _check_actions(self, actions) -> torch.Tensor:
+    def _check_actions(self, actions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions as the engine's dtype, clamped (cfg.clip_actions); rows with NaN or infinity act as zero and
+        their environments are flagged [num_envs] for a reset (counted in episode_summary)."""
         actions = torch.as_tensor(actions, device=self.device)
         if actions.shape != (self.num_rows, self.num_actions):
             raise ValueError(f"actions must have shape ({self.num_rows}, {self.num_actions}), got {tuple(actions.shape)}")
         finite = torch.isfinite(actions).all(dim=1)
-        if not bool(finite.all()):
-            bad = torch.nonzero(~finite).flatten().tolist()
-            raise ValueError(f"actions contain NaN or infinity in rows {bad[:10]}{'...' if len(bad) > 10 else ''}")
-        actions = actions.to(self.dtype)
-        return actions.clamp(-1.0, 1.0) if self.cfg.clip_actions else actions
+        actions = torch.where(finite[:, None], actions, torch.zeros_like(actions)).to(self.dtype)
+        bad_env = ~finite.view(self.num_envs, self.num_agents).all(dim=1)
+        return (actions.clamp(-1.0, 1.0) if self.cfg.clip_actions else actions), bad_env
 
     def default_pose_action(self) -> torch.Tensor:
         """The action [28] whose PD targets are the humanoid's default (standing) pose."""
-        default = self.engine.default_state(1).humanoid.dof_pos.reshape(-1, self.num_actions)[0]
+        default = self._default.humanoid.dof_pos.reshape(-1, self.num_actions)[0]
         return (default - self.action_offset) / self.action_scale
 
     def pd_targets(self, actions: torch.Tensor) -> torch.Tensor:
@@ -273,85 +389,82 @@ class HumanoidEnv:
                       self.cfg.fall_contact_force)
 
     def step(self, actions):
-        """Advance one policy step; see the env API. Finished environments are reset before returning."""
-        actions = self._check_actions(actions)
+        """Advance one policy step; see the env contract in the module docstring."""
+        actions, bad_action_env = self._check_actions(actions)
         e = self.engine
-        e.set_pd_targets(self.pd_targets(actions).view(self.num_envs, self.num_agents, self.num_actions))
+        e.set_pd_targets(self.pd_targets(actions).view(self.num_envs, self.num_agents, self.num_actions), check=False)
+        self._apply_assist()
         e.step()
+        self._steps += 1
         self.progress += 1
-        unstable_env = e.unstable.clone()
-        unstable_row = self.per_row(unstable_env)
+        faulted = e.unstable | bad_action_env
+        faulted_row = self.per_row(faulted)
 
-        previous_hist = self.amp_hist
-        self.amp_hist = torch.cat((self.amp_frame().unsqueeze(1), previous_hist[:, :-1]), dim=1)
-        amp_obs = self.amp_hist.flatten(1).to(torch.float32)  # unstable rows are restored below
+        # A world that failed keeps its last valid history: the discriminator never sees NaN.
+        new_hist = torch.cat((self.amp_frame().unsqueeze(1), self.amp_hist[:, :-1]), dim=1)
+        self.amp_hist = torch.where(faulted_row[:, None, None], self.amp_hist, new_hist)
+        amp_obs = self.amp_hist.flatten(1).to(torch.float32)
 
         self._after_physics()
         reward, terms = self._task_reward()
-        reward = torch.where(unstable_row, torch.zeros_like(reward), torch.nan_to_num(reward))
-        terms = {k: torch.where(unstable_row, torch.zeros_like(v), torch.nan_to_num(v)).to(torch.float32)
-                 for k, v in terms.items()}
+        zero_if_faulted = lambda v: torch.where(faulted_row, torch.zeros_like(v), torch.nan_to_num(v))  # noqa: E731
+        reward = zero_if_faulted(reward)
+        terms = {k: zero_if_faulted(v).to(torch.float32) for k, v in terms.items()}
 
         reasons = {"fall": self._fall()} if self.cfg.enable_early_termination else {}
         reasons.update(self._task_terminated())
-        may_end = self.progress > self.cfg.termination_grace_steps
-        reasons = {k: v.view(self.num_envs, self.num_agents).any(dim=1) & may_end & ~unstable_env
-                   for k, v in reasons.items()}
-        terminated_env = torch.zeros_like(unstable_env)
+        may_end = (self.progress > self.cfg.termination_grace_steps) & ~faulted
+        reasons = {k: v.view(self.num_envs, self.num_agents).any(dim=1) & may_end for k, v in reasons.items()}
+        terminated_env = torch.zeros_like(faulted)
         for v in reasons.values():
-            terminated_env |= v
-        truncated_env = (timed_out(self.progress, self.max_episode_length) & ~terminated_env) | unstable_env
+            terminated_env = terminated_env | v
+        truncated_env = (timed_out(self.progress, self.max_episode_length) & ~terminated_env) | faulted
+        ended = terminated_env | truncated_env
 
-        episode: dict[str, float] = {}
-        done_env = terminated_env | truncated_env
-        num_unstable = 0
-        if bool(done_env.any()):  # the one host sync of a step without resets
-            finished = torch.nonzero(done_env & ~unstable_env).flatten()
-            if finished.numel():
-                episode = self._record_episodes(finished, reasons)
-            num_unstable = int(unstable_env.sum())
-            if num_unstable:
-                # A world that blew up keeps its last valid history: the discriminator never sees NaN. (Unstable
-                # worlds always end the episode, so this needs no host sync of its own.)
-                bad_rows = torch.nonzero(unstable_row).flatten()
-                self.amp_hist[bad_rows] = previous_hist[bad_rows]
-                amp_obs[bad_rows] = previous_hist[bad_rows].flatten(1).to(torch.float32)
-                self.unstable_resets_total += num_unstable
-                log.warning("physics became unstable in %d environment(s) %s; resetting them (%d so far)",
-                            num_unstable, torch.nonzero(unstable_env).flatten().tolist()[:10],
-                            self.unstable_resets_total)
-            self.reset_envs(torch.nonzero(done_env).flatten())
-        obs = self.observe()
-        info = {"amp_obs": amp_obs, "reward_terms": terms, "episode": episode, "reset_unstable": num_unstable,
+        metrics = {"episode_length": self.progress.to(torch.float32)}
+        metrics.update({f"{name}_rate": v.to(torch.float32) for name, v in reasons.items()})
+        metrics.update(self._episode_metrics())
+        self._record_episodes(ended & ~faulted, metrics)
+        self._fault_counts["unstable"] += e.unstable.sum()
+        self._fault_counts["nonfinite_actions"] += bad_action_env.sum()
+
+        info = {"amp_obs": amp_obs, "reward_terms": terms, "episode_metrics": metrics, "faulted": faulted,
                 "terminated_reasons": {k: self.per_row(v) for k, v in reasons.items()}}
-        return (obs, reward.to(torch.float32), self.per_row(terminated_env), self.per_row(truncated_env), info)
+        if self.keep_final_obs:
+            info["final_obs"] = self.observe()
+        self._reset_ended(ended)
+        obs = self.observe()
+        return obs, reward.to(torch.float32), self.per_row(terminated_env), self.per_row(truncated_env), info
 
-    def _record_episodes(self, finished: torch.Tensor, reasons: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Per-episode values of the episodes that end now: kept for episode_summary(), means returned."""
-        values = {"episode_length": self.progress[finished].to(torch.float64)}
-        values.update({f"{name}_rate": v[finished].to(torch.float64) for name, v in reasons.items()})
-        values.update(self._episode_metrics(finished))
-        stacked = torch.stack(list(values.values())).detach().to("cpu", torch.float64)  # [metrics, episodes]
-        for key, v in zip(values, stacked):
-            self._summary.setdefault(key, []).append(v)
-        episode = {"num_episodes": float(finished.numel())}
-        # Means of the metrics that apply to some of these episodes (one host transfer for all of them).
-        for key, any_finite, mean in zip(values, torch.isfinite(stacked).any(dim=1).tolist(),
-                                         stacked.nanmean(dim=1).tolist()):
-            if any_finite:
-                episode[key] = mean
-        return episode
+    # ---- per-episode metrics --------------------------------------------------------------------------------
+    def _record_episodes(self, ended: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
+        """Add the metrics [num_envs] of the episodes in `ended` to the running sums (on the device)."""
+        for key, v in metrics.items():
+            valid = ended & torch.isfinite(v)
+            add = torch.where(valid, v, torch.zeros_like(v)).sum(dtype=torch.float64)
+            self._episode_sums[key] = self._episode_sums.get(key, 0.0) + add
+            self._episode_counts[key] = self._episode_counts.get(key, 0) + valid.sum()
 
     def episode_summary(self, clear: bool = True) -> dict[str, float]:
         """Means over the episodes that ended since the last call (e.g. one epoch); metrics that apply only to
-        some episodes (precision: successes) average over those. Also num_episodes."""
-        out = {}
-        for key, chunks in self._summary.items():
-            v = torch.cat(chunks)
-            if key == "episode_length":
-                out["num_episodes"] = float(v.numel())
-            if bool(torch.isfinite(v).any()):
-                out[key] = float(v.nanmean())
+        some episodes (precision: successes) average over those. Also num_episodes and the environments reset
+        because their physics failed (unstable_resets) or their actions were not finite (nonfinite_action_resets),
+        which are logged as warnings. One host synchronisation."""
+        keys = list(self._episode_sums)
+        scalars = ([self._episode_sums[k] for k in keys] + [self._episode_counts[k] for k in keys]
+                   + [self._fault_counts["unstable"], self._fault_counts["nonfinite_actions"]])
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.device) for v in scalars]).tolist()
+        sums, counts, (unstable, nonfinite) = values[:len(keys)], values[len(keys):2 * len(keys)], values[-2:]
+        out = {"num_episodes": counts[keys.index("episode_length")] if "episode_length" in keys else 0.0}
+        out.update({k: s / c for k, s, c in zip(keys, sums, counts) if c > 0})
+        out["unstable_resets"], out["nonfinite_action_resets"] = unstable, nonfinite
+        if unstable or nonfinite:
+            self.unstable_resets_total += int(unstable)
+            log.warning("reset %d environment(s) whose physics became unstable and %d whose actions were not finite "
+                        "(%d unstable so far)", unstable, nonfinite, self.unstable_resets_total)
+        self.engine.check_faults()
         if clear:
-            self._summary = {}
+            self._episode_sums, self._episode_counts = {}, {}
+            for v in self._fault_counts.values():
+                v.zero_()
         return out

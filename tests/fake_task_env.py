@@ -1,4 +1,4 @@
-"""A tiny stand-in for a coohoi task env (same API as coohoi.envs), for fast agent tests.
+"""A tiny stand-in for a coohoi task env (the env contract of coohoi.envs.humanoid_env), for fast agent tests.
 
 Demo motion: AMP features (the first 3 action numbers of this step and the last) near +0.5. The task reward is
 highest when the first two actions are near +0.6. Episodes end early when the first state number drops
@@ -36,7 +36,10 @@ class FakeTaskEnv:
         self.amp_hist = torch.zeros(num_envs, amp_history, 3)
         self.progress = torch.zeros(num_envs, dtype=torch.long)
         self.steps_taken = 0
-        self._lengths: list[float] = []
+        self.keep_final_obs = False
+        self.assist_level = 0.0
+        self._sums: dict[str, float] = {}
+        self._count = 0
 
     def reset(self) -> torch.Tensor:
         self._reset(torch.arange(self.num_envs))
@@ -62,13 +65,28 @@ class FakeTaskEnv:
         terminated = self.state[:, 0] < FALL_LEVEL
         truncated = (self.progress >= self.max_episode_length) & ~terminated
         done = terminated | truncated
-        episode = {}
-        if done.any():
-            self._lengths += self.progress[done].float().tolist()
-            episode = {"num_episodes": float(done.sum()), "success_rate": float(truncated[done].float().mean())}
+        metrics = {"episode_length": self.progress.float(), "success_rate": truncated.float()}
+        for key, value in metrics.items():
+            self._sums[key] = self._sums.get(key, 0.0) + float(value[done].sum())
+        self._count += int(done.sum())
+        info = {"amp_obs": amp_obs, "reward_terms": terms, "episode_metrics": metrics,
+                "faulted": torch.zeros(self.num_envs, dtype=torch.bool), "terminated_reasons": {"fall": terminated}}
+        if self.keep_final_obs:
+            info["final_obs"] = self.state.clone()
         self._reset(torch.nonzero(done).flatten())
-        info = {"amp_obs": amp_obs, "reward_terms": terms, "episode": episode, "reset_unstable": 0}
         return self.state.clone(), reward, terminated, truncated, info
+
+    def episode_summary(self) -> dict[str, float]:
+        out = {"num_episodes": float(self._count)}
+        out.update({k: v / self._count for k, v in self._sums.items() if self._count})
+        self._sums, self._count = {}, 0
+        return out
+
+    def set_assist(self, cfg) -> None:
+        self.assist_level = 1.0 if cfg is not None and cfg.enabled else 0.0
+
+    def set_assist_level(self, level: float) -> None:
+        self.assist_level = level
 
     def fetch_amp_demo(self, n: int) -> torch.Tensor:
         return DEMO_MEAN + DEMO_STD * torch.randn(n, self.num_amp_obs, generator=self.generator)

@@ -1,17 +1,20 @@
 """The AMP agent on rl-games, the adapters and checkpoints, driven by a tiny fake task env (fast)."""
 
+import re
+
 import pytest
 import torch
 
 from coohoi.agents.adapter import GymnasiumVectorEnv, RlGamesVecEnv
 from coohoi.agents.amp_modules import style_reward
 from coohoi.agents.checkpoint import CheckpointError
-from coohoi.agents.train import derive_minibatch_size, make_agent, train_settings
+from coohoi.agents.config import train_config
+from coohoi.agents.train import derive_minibatch_size, make_agent
 from coohoi.cli import compose
 from fake_task_env import FakeTaskEnv
 
-SMALL = ["task.train.mlp_units=[64,64]", "task.train.disc_units=[64,64]", "task.train.amp.demo_buffer_size=4000",
-         "task.train.amp.replay_buffer_size=4000", "torch_threads=1"]
+SMALL = ["train.network.mlp_units=[64,64]", "train.network.disc_units=[64,64]", "train.amp.demo_buffer_size=4000",
+         "train.amp.replay_buffer_size=4000", "torch_threads=1"]
 
 
 def _cfg(tmp_path, *overrides):
@@ -33,31 +36,52 @@ def test_minibatch_is_a_divisor_of_the_batch():
     assert derive_minibatch_size(40, 96) == 32
 
 
-def test_train_settings_follow_reference_and_shortcuts(tmp_path):
-    cfg = compose(["task=carry_box", "engine=warp", "train.max_epochs=7"])  # no CPU overrides: as published
-    t = train_settings(cfg)
-    assert t["max_epochs"] == 7
-    assert (t["learning_rate"], t["gamma"], t["tau"], t["e_clip"], t["horizon_length"], t["mini_epochs"]) == (
-        2e-5, 0.99, 0.95, 0.2, 32, 6)
-    assert (t["critic_coef"], t["bounds_loss_coef"], t["entropy_coef"], t["grad_norm"]) == (5.0, 10.0, 0.0, 1.0)
-    assert t["mlp_units"] == [1024, 512] and t["disc_units"] == [1024, 512] and t["sigma_init"] == -2.9
-    assert (t["task_reward_weight"], t["style_reward_weight"]) == (0.5, 0.5)
-    amp = t["amp"]
-    assert (amp["disc_coef"], amp["disc_grad_penalty"], amp["disc_logit_reg"], amp["disc_weight_decay"]) == (
-        5.0, 5.0, 0.01, 1e-4)
-    assert (amp["batch_size"], amp["minibatch_size"], amp["replay_keep_prob"]) == (512, 4096, 0.01)
-    cpu = train_settings(compose(["task=carry_box", "engine=mujoco"]))
-    assert cpu["mlp_units"] == [256, 128] and cpu["disc_units"] == [256, 128] and cpu["learning_rate"] == 1e-4
-    assert cpu["gamma"] == 0.99 and cpu["max_epochs"] == 100
-    assert train_settings(compose(["task=carry_box", "task.train.cpu_overrides=null"]))["mlp_units"] == [1024, 512]
-    loco = train_settings(compose(["task=amp_locomotion"]))
-    assert (loco["task_reward_weight"], loco["style_reward_weight"]) == (0.0, 1.0)
-    with pytest.raises(ValueError, match="train.bogus"):
-        train_settings(compose(["task=carry_box", "+train.bogus=1"]))
+def test_train_config_follows_reference_and_cpu_overrides(tmp_path):
+    t = train_config(compose(["task=carry_box", "engine=warp", "train.max_epochs=7"]).train)  # no CPU changes
+    assert t.max_epochs == 7 and t.algo == "ppo"
+    p = t.ppo
+    assert (p.learning_rate, p.gamma, p.tau, p.e_clip, p.horizon_length, p.mini_epochs) == (2e-5, 0.99, 0.95, 0.2, 32, 6)
+    assert (p.critic_coef, p.bounds_loss_coef, p.entropy_coef, p.grad_norm, p.sigma_init) == (5.0, 10.0, 0.0, 1.0, -2.9)
+    assert t.network.mlp_units == [1024, 512] and t.network.disc_units == [1024, 512]
+    assert (t.task_reward_weight, t.style_reward_weight) == (0.5, 0.5)
+    amp = t.amp
+    assert (amp.disc_coef, amp.disc_grad_penalty, amp.disc_logit_reg, amp.disc_weight_decay) == (5.0, 5.0, 0.01, 1e-4)
+    assert (amp.batch_size, amp.minibatch_size, amp.replay_keep_prob, amp.demo_buffer_size) == (512, 4096, 0.01, 200000)
+    cfg = compose(["task=carry_box", "engine=mujoco"])
+    cpu = train_config(cfg.train)
+    assert cpu.network.mlp_units == [256, 128] and cpu.ppo.learning_rate == 1e-4 and cpu.amp.demo_buffer_size == 50000
+    assert cpu.ppo.gamma == 0.99 and cpu.max_epochs == 100
+    assert cfg.train.cpu_applied["network.mlp_units"] == [256, 128]
+    # An explicit setting wins over the CPU adjustment, whichever level it is given at.
+    assert train_config(compose(["train.ppo.learning_rate=3e-4"]).train).ppo.learning_rate == 3e-4
+    assert train_config(compose(["train.network={mlp_units:[32],disc_units:[16]}"]).train).network.mlp_units == [32]
+    assert train_config(compose(["train.cpu_overrides=null"]).train).network.mlp_units == [1024, 512]
+    loco = train_config(compose(["task=amp_locomotion"]).train)
+    assert (loco.task_reward_weight, loco.style_reward_weight) == (0.0, 1.0)
+    assert train_config(compose(["task=amp_locomotion", "train=td3"]).train).algo == "td3"
+
+
+def test_bad_training_settings_are_refused_naming_the_key():
+    from hydra.errors import ConfigCompositionException
+
+    from coohoi.agents.config import TrainConfigError
+
+    with pytest.raises(TrainConfigError, match="bogus"):
+        train_config(compose(["+train.bogus=1"]).train)
+    with pytest.raises(ConfigCompositionException, match="learnig_rate"):
+        compose(["train.ppo.learnig_rate=1e-3"])
+    for override, message in (("train.ppo.learning_rate=nan", "train.ppo.learning_rate must be a finite number"),
+                              ("train.td3.gamma=inf", "train.td3.gamma must be a finite number"),
+                              ("train.ppo.learning_rate=-1", "train.ppo.learning_rate must be > 0"),
+                              ("train.algo=sac", "train.algo must be one of ppo, td3"),
+                              ("train.network.mlp_units=[]", "train.network.mlp_units must be a non-empty list"),
+                              ("train.td3.noise_std_min=0.5", "train.td3.noise_std_min must be > 0 and <=")):
+        with pytest.raises(TrainConfigError, match=re.escape(message)):
+            train_config(compose([override]).train)
 
 
 def test_network_has_fixed_std_and_discriminator(tmp_path):
-    agent, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    agent, _ = _agent(tmp_path, "train.max_epochs=1")
     net = agent.model.a2c_network
     assert not net.sigma.requires_grad
     assert torch.allclose(net.sigma, torch.full((4,), -2.9))
@@ -67,7 +91,7 @@ def test_network_has_fixed_std_and_discriminator(tmp_path):
 
 
 def test_rollout_combines_task_and_style_rewards(tmp_path):
-    agent, _ = _agent(tmp_path, "task.train.task_reward_weight=0.3", "task.train.style_reward_weight=0.7")
+    agent, _ = _agent(tmp_path, "train.task_reward_weight=0.3", "train.style_reward_weight=0.7")
     agent.init_tensors()
     agent.obs = agent.env_reset()
     agent.set_eval()
@@ -88,9 +112,9 @@ def test_rollout_combines_task_and_style_rewards(tmp_path):
 def test_training_on_fake_env_improves_style(tmp_path):
     """Pure AMP (task weight 0): the discriminator first wins (style reward drops), then the policy moves toward
     the demo actions, which the fake task reward (not trained on) also measures."""
-    agent, rows = _agent(tmp_path, "task.train.learning_rate=1e-3", "task.train.max_epochs=30",
-                         "task.train.sigma_init=-1.5", "task.train.task_reward_weight=0.0",
-                         "task.train.style_reward_weight=1.0")
+    agent, rows = _agent(tmp_path, "train.ppo.learning_rate=1e-3", "train.max_epochs=30",
+                         "train.ppo.sigma_init=-1.5", "train.task_reward_weight=0.0",
+                         "train.style_reward_weight=1.0", "train.eval.every=0")
     agent.train()
     assert [r["epoch"] for r in rows] == list(range(1, 31))
     style = [r["rewards/style_per_step"] for r in rows]
@@ -104,12 +128,12 @@ def test_training_on_fake_env_improves_style(tmp_path):
 
 
 def test_resume_continues_epoch_counter_and_restores_state(tmp_path):
-    agent, _ = _agent(tmp_path, "task.train.max_epochs=2")
+    agent, _ = _agent(tmp_path, "train.max_epochs=2")
     agent.train()
     path = agent.last_checkpoint
     saved = torch.load(path, weights_only=False)
     assert saved["epoch"] == 2 and saved["coohoi"]["task"] == "amp_locomotion"
-    resumed, rows = _agent(tmp_path, "task.train.max_epochs=3")
+    resumed, rows = _agent(tmp_path, "train.max_epochs=3")
     resumed.restore(path, set_epoch=True)
     assert resumed.epoch_num == 2 and resumed.frame == agent.frame
     for a, b in zip(resumed.model.state_dict().values(), agent.model.state_dict().values()):
@@ -122,7 +146,7 @@ def test_resume_continues_epoch_counter_and_restores_state(tmp_path):
 
 
 def test_bad_checkpoints_stop_with_clear_errors(tmp_path):
-    agent, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    agent, _ = _agent(tmp_path, "train.max_epochs=1")
     with pytest.raises(CheckpointError, match="does not exist"):
         agent.restore(str(tmp_path / "nope.pth"))
     garbage = tmp_path / "garbage.pth"
@@ -135,13 +159,13 @@ def test_bad_checkpoints_stop_with_clear_errors(tmp_path):
     truncated.write_bytes(good[: len(good) // 2])
     with pytest.raises(CheckpointError, match="cannot be read"):
         agent.restore(str(truncated))
-    other, _ = _agent(tmp_path, "task.train.max_epochs=1", env=FakeTaskEnv(16, amp_history=3))
+    other, _ = _agent(tmp_path, "train.max_epochs=1", env=FakeTaskEnv(16, amp_history=3))
     with pytest.raises(CheckpointError, match=r"does not fit.*disc.*\(1024|does not fit.*disc"):
         other.restore(agent.last_checkpoint)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    agent, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    agent, _ = _agent(tmp_path, "train.max_epochs=1")
     agent.train()
     before = open(agent.last_checkpoint, "rb").read()
 
@@ -169,7 +193,7 @@ def test_rlgames_adapter_stays_on_device_and_flags_time_outs():
     assert dones.dtype == torch.uint8 and dones.tolist() == [1, 1, 1, 1]
     assert info["time_outs"].tolist() == [True] * 4
     assert vec.episode_summary()["success_rate"] == 1.0
-    assert vec.episode_summary() == {}
+    assert vec.episode_summary() == {"num_episodes": 0.0}
 
 
 def test_gymnasium_vector_env_interface():
@@ -196,20 +220,20 @@ def test_env_is_registered_with_rlgames_factories():
 
 
 def test_mean_action_can_start_at_the_standing_pose(tmp_path):
-    agent, _ = make_agent(_cfg(tmp_path, "engine.num_envs=2", "task.train.mu_init_bias=default_pose"))
+    agent, _ = make_agent(_cfg(tmp_path, "engine.num_envs=2", "train.ppo.mu_init_bias=default_pose"))
     env = agent.vec_env.env
     bias = agent.model.a2c_network.mu.bias.detach().to(env.dtype)
     standing = env.engine.default_state(1).humanoid.dof_pos.reshape(-1)
     assert torch.allclose(env.pd_targets(bias), standing, atol=1e-6)
     assert not torch.allclose(env.pd_targets(torch.zeros_like(bias)), standing, atol=0.1)  # the published zero
     with pytest.raises(ValueError, match="mu_init_bias must be one of zero, default_pose, got 'stand'"):
-        make_agent(_cfg(tmp_path, "engine.num_envs=2", "task.train.mu_init_bias=stand"))
+        make_agent(_cfg(tmp_path, "engine.num_envs=2", "train.ppo.mu_init_bias=stand"))
 
 
 def test_discriminator_step_size_can_stay_fixed_under_an_adaptive_schedule(tmp_path):
-    shared, _ = _agent(tmp_path, "task.train.max_epochs=1")
+    shared, _ = _agent(tmp_path, "train.max_epochs=1")
     assert len(shared.optimizer.param_groups) == 1  # published: one optimizer and one step size
-    agent, _ = _agent(tmp_path, "task.train.max_epochs=1", "task.train.amp.disc_learning_rate=3.0e-4")
+    agent, _ = _agent(tmp_path, "train.max_epochs=1", "train.amp.disc_learning_rate=3.0e-4")
     policy_group, disc_group = agent.optimizer.param_groups
     assert {id(p) for p in disc_group["params"]} == {id(p) for p in agent.model.disc.parameters()}
     assert len(policy_group["params"]) + len(disc_group["params"]) == len(list(agent.model.parameters()))

@@ -18,8 +18,8 @@ N = 8
 
 
 @pytest.fixture(scope="module")
-def env(dataset):
-    return make_env(env_config("carry_box", dataset, N))
+def env(dataset):  # without the published task-observation noise, so that observations can be checked exactly
+    return make_env(env_config("carry_box", dataset, N, "task.env.task_obs_noise_std=0.0"))
 
 
 def test_sizes_and_reward_terms(env):
@@ -36,11 +36,31 @@ def test_sizes_and_reward_terms(env):
                for v in terms.values())
     weights = env.cfg.reward_weights
     expected = sum(weights[k] * terms[k] for k in REWARD_TERMS)
-    assert info["reset_unstable"] == 0
+    assert not info["faulted"].any()
     assert torch.allclose(rew, expected, atol=1e-6)
 
 
-def test_placement_ranges_and_sampled_angles(env):
+def test_published_placement_is_straight_ahead(env):
+    """carry_box as released: the humanoid faces +x, the box 0.5-10 m ahead along +x, the target 1.5-10 m further
+    along +x, box and target at yaw 0."""
+    for _ in range(3):
+        env.reset()
+        e = env.engine
+        assert torch.allclose(e.root_quat[:, 0], e.default_state(1).humanoid.root_quat[0, 0].expand(N, 4))
+        offset = e.object_pos[:, :2] - e.root_pos[:, 0, :2]
+        assert torch.allclose(offset[:, 1], torch.zeros(N, dtype=offset.dtype), atol=1e-9)
+        assert ((offset[:, 0] >= 0.5 - 1e-9) & (offset[:, 0] <= 10.0 + 1e-9)).all() and offset[:, 0].std() > 0.5
+        t_off = env.target_pos[:, :2] - e.object_pos[:, :2]
+        assert torch.allclose(t_off[:, 1], torch.zeros(N, dtype=t_off.dtype), atol=1e-9)
+        assert ((t_off[:, 0] >= 1.5 - 1e-9) & (t_off[:, 0] <= 10.0 + 1e-9)).all()
+        identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=e.dtype).expand(N, 4)
+        assert torch.allclose(e.object_quat, identity) and torch.allclose(env.target_quat, identity)
+    assert env.cfg.reset_mode == "default"
+    assert task_configs(compose(["task=carry_box"]))[1].task_obs_noise_std == 0.1
+
+
+def test_anywhere_placement_ranges_and_sampled_angles(dataset):
+    env = make_env(env_config("carry_box_anywhere", dataset, N))
     dirs, yaws, tdirs = [], [], []
     for _ in range(4):
         env.reset()
@@ -74,7 +94,7 @@ def test_curriculum_places_box_and_target_close(dataset):
     env = make_env(env_config("carry_box_curriculum", dataset, N))
     _, cfg, _, _ = task_configs(env_config("carry_box_curriculum", dataset, N))
     assert cfg.box_distance_range == [0.5, 2.0] and cfg.target_distance_range == [1.5, 3.0]
-    assert cfg.episode_length == 600  # everything else from carry_box
+    assert cfg.episode_length_s == 20.0 and env.max_episode_length == 600  # everything else from carry_box
     for _ in range(3):
         env.reset()
         dist = (env.engine.object_pos[:, :2] - env.engine.root_pos[:, 0, :2]).norm(dim=-1)
@@ -100,7 +120,7 @@ def test_task_observation_of_the_env_state(env):
 
 def test_randomised_box_size_and_mass(dataset):
     env = make_env(env_config("carry_box", dataset, N, "task.scene.object.size_scale_range=[0.7,1.0]",
-                              "task.scene.object.mass_scale_range=[0.5,2.0]"))
+                              "task.scene.object.mass_scale_range=[0.5,2.0]", "task.env.task_obs_noise_std=0.0"))
     env.reset()
     e = env.engine
     half = e.object_half_extents[:, 0]
@@ -131,7 +151,8 @@ def test_kicked_box_terminates(dataset):
     _set_object(env, 0, box, lin_vel=(4.0, 0.0, 0.0))  # slid fast along the ground while the hands are up
     _, _, term, _, info = env.step(torch.zeros(2, 28))
     assert info["terminated_reasons"]["kicked"].tolist() == [True, False]
-    assert term[0].item() and info["episode"]["kicked_rate"] == 1.0
+    assert term[0].item() and info["episode_metrics"]["kicked_rate"][0] == 1.0
+    assert env.episode_summary()["kicked_rate"] == 1.0  # the one episode that ended
 
 
 def test_success_metrics_at_episode_end(dataset):
@@ -146,14 +167,15 @@ def test_success_metrics_at_episode_end(dataset):
     env.progress[:] = env.max_episode_length - 1
     _, _, term, trunc, info = env.step(torch.zeros(2, 28))
     assert trunc.all() and not term.any()
-    ep = info["episode"]
-    assert ep["num_episodes"] == 2.0 and ep["success_rate"] == 0.5
-    assert ep["precision_cm"] == pytest.approx(5.0, abs=1.0)  # over the successful episode only
-    assert ep["completion_time_s"] == pytest.approx(101 / 30.0)
-    assert ep["final_distance_m"] >= (0.04 + 1.5) / 2  # the other box is at least 1.5 m from its target
-    assert ep["placed_rate"] == 0.5
+    ep = {k: v.tolist() for k, v in info["episode_metrics"].items()}
+    assert ep["success_rate"] == [1.0, 0.0] and ep["placed_rate"] == [1.0, 0.0]
+    assert ep["precision_cm"][0] == pytest.approx(5.0, abs=1.0) and math.isnan(ep["precision_cm"][1])
+    assert ep["completion_time_s"][0] == pytest.approx(101 / 30.0) and math.isnan(ep["completion_time_s"][1])
+    assert ep["final_distance_m"][1] >= 1.5  # the other box is at least 1.5 m from its target
     summary = env.episode_summary()
     assert summary["success_rate"] == 0.5 and summary["num_episodes"] == 2.0
+    assert summary["precision_cm"] == pytest.approx(5.0, abs=1.0)  # over the successful episode only
+    assert summary["episode_length"] == env.max_episode_length
 
 
 def test_reward_in_env_sees_the_placed_box(dataset):
@@ -185,7 +207,7 @@ def test_default_task_config_composes():
 
 def test_observation_noise_only_where_configured(dataset):
     cfg = lambda *o: env_config("carry_box", dataset, N, "task.env.reset_mode=default", "seed=3", *o)  # noqa: E731
-    clean_env = make_env(cfg())
+    clean_env = make_env(cfg("task.env.task_obs_noise_std=0.0"))
     noisy_env = make_env(cfg("task.env.proprio_noise_std=0.1", "task.env.task_obs_noise_std=0.05"))
     clean_env.reset()
     noisy_env.reset()

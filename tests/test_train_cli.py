@@ -9,12 +9,17 @@ import torch
 
 from coohoi.cli import main
 
-FAST = ["task=amp_locomotion", "engine.num_envs=8", "torch_threads=1", "task.train.amp.demo_buffer_size=2000",
-        "task.train.amp.replay_buffer_size=2000"]
+FAST = ["task=amp_locomotion", "engine.num_envs=8", "torch_threads=1", "train.amp.demo_buffer_size=2000",
+        "train.amp.replay_buffer_size=2000", "train.eval.num_envs=4"]
+
+
+def _lines(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def _metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    """The per-epoch rows of metrics.jsonl (a run's first line holds its baselines)."""
+    return [row for row in _lines(run_dir) if "epoch" in row]
 
 
 def _scalar_steps(summaries_dir, tag):
@@ -28,9 +33,15 @@ def _scalar_steps(summaries_dir, tag):
 def test_train_writes_checkpoint_and_logs_then_resumes(tmp_path, capsys):
     run_dir = tmp_path / "it"
     common = [*FAST, f"output_dir={tmp_path}", "experiment=it"]
-    assert main(["train", *common, "train.max_epochs=2"]) == 0
+    assert main(["train", *common, "train.max_epochs=2", "train.eval.every=2"]) == 0
     out = capsys.readouterr().out
     assert "epoch 2/2 | env " in out and "steps/s | total" in out and "style" in out
+    # The matched baselines come first, the evaluation at epoch 2, and the summary at the end.
+    assert "baselines over 4 episodes: zero action" in out and "zero action + the learner's action noise" in out
+    assert "| eval len " in out and "trained policy, deterministic: episode length" in out
+    baselines = _lines(run_dir)[0]["baselines"]
+    assert 1 < baselines["zero"]["episode_length"] <= 300 and baselines["zero"]["num_episodes"] == 4
+    assert 1 < baselines["zero_noise"]["episode_length"] <= 300
     checkpoint = run_dir / "nn" / "last.pth"
     state = torch.load(checkpoint, weights_only=False)
     assert state["epoch"] == 2 and state["frame"] == 2 * 8 * 32
@@ -39,7 +50,11 @@ def test_train_writes_checkpoint_and_logs_then_resumes(tmp_path, capsys):
     assert _scalar_steps(run_dir / "summaries", "rewards/style_per_step") == [256, 512]
     assert _scalar_steps(run_dir / "summaries", "amp/disc_loss") == [256, 512]
     assert (run_dir / "config.yaml").is_file()
-    assert [m["epoch"] for m in _metrics(run_dir)] == [1, 2]
+    rows = _metrics(run_dir)
+    assert [m["epoch"] for m in rows] == [1, 2]
+    assert "eval/episode_length" in rows[1] and "eval/episode_length" not in rows[0]
+    assert rows[0]["baseline/zero/episode_length"] == baselines["zero"]["episode_length"]
+    assert _scalar_steps(run_dir / "summaries", "eval/episode_length") == [512]
 
     assert main(["train", *common, "train.max_epochs=3", f"checkpoint={checkpoint}", "resume=true"]) == 0
     assert "resuming" in capsys.readouterr().out
@@ -51,8 +66,8 @@ def test_train_writes_checkpoint_and_logs_then_resumes(tmp_path, capsys):
 
 def test_adaptive_learning_rate_moves_and_resumes_where_it_was(tmp_path):
     run_dir = tmp_path / "adaptive"
-    common = [*FAST, f"output_dir={tmp_path}", "experiment=adaptive", "task.train.lr_schedule=adaptive",
-              "task.train.kl_threshold=1.0e-6", "task.train.mini_epochs=1"]  # every update's KL is far above it
+    common = [*FAST, f"output_dir={tmp_path}", "experiment=adaptive", "train.ppo.lr_schedule=adaptive",
+              "train.ppo.kl_threshold=1.0e-6", "train.ppo.mini_epochs=1"]  # every update's KL is far above it
     assert main(["train", *common, "train.max_epochs=2"]) == 0
     lrs = [m["info/lr"] for m in _metrics(run_dir)]
     assert lrs == pytest.approx([1.0e-4 / 1.5, 1.0e-4 / 1.5**2])  # the CPU start, divided by 1.5 per mini-epoch
@@ -63,7 +78,7 @@ def test_adaptive_learning_rate_moves_and_resumes_where_it_was(tmp_path):
 
 
 def test_unknown_lr_schedule_is_refused(tmp_path, capsys):
-    assert main(["train", *FAST, f"output_dir={tmp_path}", "task.train.lr_schedule=adaptiv"]) == 2
+    assert main(["train", *FAST, f"output_dir={tmp_path}", "train.ppo.lr_schedule=adaptiv"]) == 2
     assert "lr_schedule must be one of constant, adaptive, got 'adaptiv'" in capsys.readouterr().err
 
 

@@ -77,6 +77,21 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.last_checkpoint = None
         self.rollout_threads = int(config.get("rollout_threads", 0))
         self.learn_threads = int(config.get("learn_threads", 0))
+        self.session = None  # coohoi.agents.train.TrainingSession, when run by `coohoi train`
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions [rows, num_actions] for observations: the Gaussian's mean, or a sample with its std."""
+        was_training = self.model.training
+        self.model.eval()
+        res = self.model({"is_train": False, "obs": self._preproc_obs(obs), "prev_actions": None})
+        if was_training:
+            self.model.train()
+        return res["mus"] if deterministic else res["actions"]
+
+    def noise_std(self) -> torch.Tensor:
+        """The policy's action std [num_actions] (exp of the log-std parameter: fixed as published, or learned)."""
+        return torch.exp(self.model.a2c_network.sigma.detach()).to(self.ppo_device)
 
     def update_lr(self, lr):
         """Set the policy's step size (and the discriminator's unless disc_learning_rate fixes it)."""
@@ -240,9 +255,9 @@ class AMPAgent(a2c_continuous.A2CAgent):
             self.frame += self.curr_frames
             metrics = self._epoch_metrics(epoch, step_time, play_time, update_time, epoch_time, a_losses, c_losses,
                                           b_losses, entropies, kls)
-            self._log(metrics)
-            if self.on_epoch_end is not None:
+            if self.on_epoch_end is not None:  # the session adds evaluation and curriculum metrics
                 self.on_epoch_end(self, metrics)
+            self._log(metrics)
             if self.save_frequency > 0 and epoch % self.save_frequency == 0:
                 self.save_last()
             if self.snapshot_frequency > 0 and epoch % self.snapshot_frequency == 0:
@@ -260,6 +275,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         metrics = {
             "epoch": epoch,
             "frames": self.frame,
+            "frames_epoch": frames,
             "fps_env": frames / max(step_time, 1e-9),
             "fps_total": frames / max(epoch_time, 1e-9),
             "time_env": step_time,
@@ -289,7 +305,9 @@ class AMPAgent(a2c_continuous.A2CAgent):
     # ---------------------------------------------------------------- checkpoints
     def get_full_state_weights(self):
         state = super().get_full_state_weights()
-        state["coohoi"] = dict(self.metadata, num_amp_obs=self.num_amp_obs, algo="amp")
+        state["coohoi"] = dict(self.metadata, num_amp_obs=self.num_amp_obs, algo="ppo")
+        if self.session is not None:
+            state["session"] = self.session.state_dict()
         return state
 
     def save(self, fn):
@@ -312,6 +330,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
                 raise ValueError(f"checkpoint {fn!r} has no optimizer state, so it cannot resume training")
             self.set_full_state_weights(state, set_epoch=True)
             self.last_lr = self.optimizer.param_groups[0]["lr"]  # an adaptive schedule continues where it was
+            if self.session is not None and "session" in state:
+                self.session.load_state_dict(state["session"])
         else:
             self.set_weights(state)
 
@@ -332,12 +352,10 @@ class EpisodeStats:
         self.sums = defaultdict(zero)
         self.reward_term_sums = defaultdict(zero)
         self.steps = 0
-        self.unstable_resets = 0
 
     def record_step_info(self, infos: dict) -> None:
         for key, value in infos.get("reward_terms", {}).items():
             self.reward_term_sums[key] += value.float().mean()
-        self.unstable_resets += infos.get("reset_unstable", 0)
         self.steps += 1
 
     def record_rollout(self, task_rewards, style_rewards, ended) -> None:
@@ -366,7 +384,6 @@ class EpisodeStats:
             "rewards/task_per_step": sums.get("task_reward", 0.0) / rollouts,
             "rewards/style_per_step": sums.get("style_reward", 0.0) / rollouts,
             "episodes/ended": sums.get("episodes", 0.0),
-            "episodes/unstable_resets": float(self.unstable_resets),
         }
         episodes = sums.get("episodes", 0.0)
         if episodes > 0:

@@ -10,14 +10,17 @@ An engine steps `num_envs` copies of one scene (see coohoi.scene) and exposes ba
 
 State tensors (root, DoF and object poses and velocities where the physics stores them in that form) are zero-copy
 views of the physics state; the rest are refreshed after every step and reset. Implementations bind the raw
-MuJoCo fields (qpos, qvel, ctrl, xpos, xquat, cvel, subtree_com, sensordata) as torch tensors and provide four
-operations: stepping, clearing and forwarding rows, and writing per-world object size and mass.
+MuJoCo fields (qpos, qvel, ctrl, xfrc_applied, xpos, xquat, cvel, subtree_com, sensordata) as torch tensors and provide
+four operations: stepping, clearing and forwarding the worlds in a mask, and writing per-world object size and mass.
+Resets take a mask of worlds and full-size tensors, so that a task can reset whichever worlds ended without a host
+synchronisation (the CPU engine turns the mask into indices on the host, where that costs nothing).
 """
 
 from __future__ import annotations
 
 import abc
 import logging
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -44,6 +47,22 @@ OBJECT_SCALED_FIELDS = {
     "body_mass": "body", "body_inertia": "body", "body_ipos": "body", "body_subtreemass": "body",
     "body_invweight0": "body", "dof_invweight0": "dofs", "dof_M0": "dofs",
 }
+
+
+def derive_decimation(cfg: EngineConfig, physics_dt: float) -> int:
+    """Physics steps per policy step: engine.decimation, or engine.policy_dt / physics_dt when that is None (which
+    must then be a whole number)."""
+    if cfg.decimation is not None:
+        if isinstance(cfg.decimation, bool) or not isinstance(cfg.decimation, int) or cfg.decimation < 1:
+            raise EngineConfigError(f"engine.decimation must be a positive integer or null, got {cfg.decimation!r}")
+        return cfg.decimation
+    if not (isinstance(cfg.policy_dt, (int, float)) and math.isfinite(cfg.policy_dt) and cfg.policy_dt > 0):
+        raise EngineConfigError(f"engine.policy_dt must be a positive number of seconds, got {cfg.policy_dt!r}")
+    ratio = cfg.policy_dt / physics_dt
+    if abs(ratio - round(ratio)) > 1e-6 * ratio or round(ratio) < 1:
+        raise EngineConfigError(f"engine.policy_dt ({cfg.policy_dt:g} s) must be a whole number of physics steps "
+                                f"(scene.physics_dt {physics_dt:g} s); set engine.decimation or change either")
+    return int(round(ratio))
 
 
 def object_scale_factors(size_scale: torch.Tensor, mass_scale: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -87,11 +106,15 @@ class SimState:
     humanoid: HumanoidState
     object: ObjectState
 
-    def clone(self) -> "SimState":
+    def map(self, fn) -> "SimState":
+        """A new state with fn applied to every tensor."""
         return SimState(
-            HumanoidState(**{f.name: getattr(self.humanoid, f.name).clone() for f in fields(HumanoidState)}),
-            ObjectState(**{f.name: getattr(self.object, f.name).clone() for f in fields(ObjectState)}),
+            HumanoidState(**{f.name: fn(getattr(self.humanoid, f.name)) for f in fields(HumanoidState)}),
+            ObjectState(**{f.name: fn(getattr(self.object, f.name)) for f in fields(ObjectState)}),
         )
+
+    def clone(self) -> "SimState":
+        return self.map(torch.clone)
 
 
 class Engine(abc.ABC):
@@ -102,16 +125,14 @@ class Engine(abc.ABC):
     def __init__(self, scene: Scene, cfg: EngineConfig):
         if isinstance(cfg.num_envs, bool) or not isinstance(cfg.num_envs, int) or cfg.num_envs < 1:
             raise EngineConfigError(f"engine.num_envs must be a positive integer, got {cfg.num_envs!r}")
-        if isinstance(cfg.decimation, bool) or not isinstance(cfg.decimation, int) or cfg.decimation < 1:
-            raise EngineConfigError(f"engine.decimation must be a positive integer, got {cfg.decimation!r}")
         if not scene.contiguous:
             raise EngineConfigError("scene humanoids are not laid out in consecutive blocks")
         self.scene = scene
         self.cfg = cfg
         self.num_envs = cfg.num_envs
         self.num_humanoids = scene.num_humanoids
-        self.decimation = cfg.decimation
         self.physics_dt = scene.model.opt.timestep
+        self.decimation = derive_decimation(cfg, self.physics_dt)
         self.policy_dt = self.physics_dt * self.decimation
         self.generator = torch.Generator(device="cpu")
         self.seed(cfg.seed)
@@ -119,7 +140,8 @@ class Engine(abc.ABC):
     # ---- implemented by each engine -------------------------------------------------------------------------
     @abc.abstractmethod
     def _raw(self) -> dict[str, torch.Tensor]:
-        """Torch views of qpos, qvel, ctrl, xpos, xquat, cvel, subtree_com and sensordata, each [num_envs, ...]."""
+        """Torch views of qpos, qvel, ctrl, xfrc_applied, xpos, xquat, cvel, subtree_com and sensordata, each
+        [num_envs, ...]."""
 
     @abc.abstractmethod
     def _step_physics(self) -> torch.Tensor | None:
@@ -127,16 +149,20 @@ class Engine(abc.ABC):
         Returns a bool mask of worlds the physics reported as failed, or None."""
 
     @abc.abstractmethod
-    def _clear_rows(self, env_ids: torch.Tensor) -> None:
-        """Reset the worlds' full physics state (warm starts, activations) to the model defaults."""
+    def _clear_where(self, mask: torch.Tensor) -> None:
+        """Reset the full physics state (warm starts, activations, applied forces, sensors) of the worlds in mask
+        [num_envs] bool to the model defaults."""
 
     @abc.abstractmethod
-    def _forward_rows(self, env_ids: torch.Tensor) -> None:
-        """Recompute derived fields (kinematics, velocities, contacts, sensors) of the worlds from their state."""
+    def _forward_where(self, mask: torch.Tensor) -> None:
+        """Recompute kinematics and velocities (xpos, xquat, cvel, subtree_com) of the worlds in mask from their
+        state; other worlds' fields stay exactly as they were. Contact forces are not recomputed: they read zero
+        until the world's next step (tasks let a reset settle for a grace step before judging contacts)."""
 
     @abc.abstractmethod
-    def _write_object_scale(self, env_ids: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
-        """Give worlds their object's size (scale of the built size, <= 1) and mass (scale of the built mass)."""
+    def _write_object_scale(self, mask: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
+        """Give the worlds in mask their object's size (scale of the built size, <= 1) and mass (scale of the built
+        mass); size_scale and mass_scale are [num_envs]."""
 
     # ---- shared logic ---------------------------------------------------------------------------------------
     def _setup_views(self) -> None:
@@ -158,6 +184,8 @@ class Engine(abc.ABC):
         self._body_cvel = raw["cvel"][:, bodies].unflatten(1, (k, hum.NUM_BODIES))
         self._root_subtree_com = raw["subtree_com"][:, b0:b0 + k * hum.NUM_BODIES:hum.NUM_BODIES]
         self._contact_sensor = raw["sensordata"][:, s0:s0 + k * hum.NUM_BODIES * 3].unflatten(1, (k, hum.NUM_BODIES, 3))
+        # Force and torque (world frame, at the body's centre of mass) applied to each humanoid's pelvis.
+        self._root_wrench = raw["xfrc_applied"][:, b0:b0 + k * hum.NUM_BODIES:hum.NUM_BODIES]
         oq, ov = sc.object_qpos_start, sc.object_qvel_start
         self.object_pos, self.object_quat = raw["qpos"][:, oq:oq + 3], raw["qpos"][:, oq + 3:oq + 7]
         self.object_lin_vel, self._object_ang_vel_local = raw["qvel"][:, ov:ov + 3], raw["qvel"][:, ov + 3:ov + 6]
@@ -171,7 +199,7 @@ class Engine(abc.ABC):
         self.object_ang_vel = zeros(n, 3)
         self.unstable = torch.zeros(n, dtype=torch.bool, device=self.device)
         base_half = torch.as_tensor(sc.object_info.half_extents, dtype=self.dtype, device=self.device)
-        self._object_base_half_extents = base_half
+        self.object_base_half_extents = base_half  # [3] at full scale
         self.object_half_extents = base_half.repeat(n, 1)
         self.object_mass = torch.full((n,), sc.object_info.mass, dtype=self.dtype, device=self.device)
         self._all_ids = torch.arange(n, device=self.device)
@@ -193,15 +221,24 @@ class Engine(abc.ABC):
         """Seed the engine's own randomness (object size and mass sampling)."""
         self.generator.manual_seed(int(seed))
 
-    def set_pd_targets(self, targets: torch.Tensor) -> None:
-        """PD position targets [num_envs, K, 28] in radians, applied from the next step on."""
+    def set_pd_targets(self, targets: torch.Tensor, check: bool = True) -> None:
+        """PD position targets [num_envs, K, 28] in radians, applied from the next step on. check=True refuses
+        non-finite targets naming the environments (a host sync; tasks that sanitise their actions pass False)."""
         if targets.shape != self.pd_targets.shape:
             raise ValueError(f"PD targets must have shape {tuple(self.pd_targets.shape)}, got {tuple(targets.shape)}")
-        finite = torch.isfinite(targets).flatten(1).all(dim=1)
-        if not bool(finite.all()):
-            bad = torch.nonzero(~finite).flatten().tolist()
-            raise ValueError(f"PD targets contain NaN or infinity in environments {bad[:10]}{'...' if len(bad) > 10 else ''}")
+        if check:
+            finite = torch.isfinite(targets).flatten(1).all(dim=1)
+            if not bool(finite.all()):
+                bad = torch.nonzero(~finite).flatten().tolist()
+                raise ValueError(f"PD targets contain NaN or infinity in environments {bad[:10]}"
+                                 f"{'...' if len(bad) > 10 else ''}")
         self.pd_targets.copy_(targets)
+
+    def set_root_wrench(self, force: torch.Tensor, torque: torch.Tensor) -> None:
+        """External force and torque [num_envs, K, 3] (world frame, N and N m) on each humanoid's pelvis, held
+        through the following steps until set again (a reset clears it)."""
+        self._root_wrench[..., 0:3] = force
+        self._root_wrench[..., 3:6] = torque
 
     def step(self) -> None:
         """One policy step: `decimation` physics steps under the current PD targets.
@@ -217,6 +254,10 @@ class Engine(abc.ABC):
             bad |= failed
         self.unstable.copy_(bad)
 
+    def check_faults(self) -> None:
+        """Report faults the engine noticed on the device since the last call (one host synchronisation: call it once
+        per epoch, not per step). The CPU engine has none to report."""
+
     def _ids(self, env_ids) -> torch.Tensor:
         if env_ids is None:
             return self._all_ids
@@ -225,50 +266,83 @@ class Engine(abc.ABC):
             raise IndexError(f"environment ids must lie in [0, {self.num_envs}), got {ids.tolist()[:10]}")
         return ids
 
-    def reset(self, env_ids, state: SimState) -> None:
-        """Reset the given environments to `state` (tensors [len(env_ids), ...]); the others stay untouched.
+    def _mask(self, env_ids) -> torch.Tensor:
+        mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        mask[self._ids(env_ids)] = True
+        return mask
 
-        PD targets of those environments are set to the state's DoF positions."""
+    def reset(self, env_ids, state: SimState) -> None:
+        """Reset the given environments to `state` (tensors [len(env_ids), ...]); the others stay untouched."""
         ids = self._ids(env_ids)
-        if ids.numel() == 0:
-            return
-        self._clear_rows(ids)
-        h, o = state.humanoid, state.object
         cast = lambda t: torch.as_tensor(t, dtype=self.dtype, device=self.device)  # noqa: E731
-        self.root_pos[ids] = cast(h.root_pos)
-        self.root_quat[ids] = cast(h.root_quat)
-        self.root_lin_vel[ids] = cast(h.root_lin_vel)
-        self._root_ang_vel_local[ids] = quat_rotate_inverse(cast(h.root_quat), cast(h.root_ang_vel))
-        self.dof_pos[ids] = cast(h.dof_pos)
-        self.dof_vel[ids] = cast(h.dof_vel)
-        self.pd_targets[ids] = cast(h.dof_pos)
-        self.object_pos[ids] = cast(o.pos)
-        self.object_quat[ids] = cast(o.quat)
-        self.object_lin_vel[ids] = cast(o.lin_vel)
-        self._object_ang_vel_local[ids] = quat_rotate_inverse(cast(o.quat), cast(o.ang_vel))
-        self._forward_rows(ids)
+
+        def full(t):
+            out = torch.zeros((self.num_envs,) + tuple(t.shape[1:]), dtype=self.dtype, device=self.device)
+            out[ids] = cast(t)
+            return out
+
+        self.reset_where(self._mask(ids), state.map(full))
+
+    def reset_where(self, mask: torch.Tensor, state: SimState) -> None:
+        """Reset the environments in mask [num_envs] bool to their rows of `state` (tensors [num_envs, ...]); the
+        others stay bit for bit as they were. PD targets of reset environments are set to their DoF positions.
+        Fixed shapes only: no host synchronisation on the GPU engine."""
+        self._clear_where(mask)
+        h, o = state.humanoid, state.object
+
+        def write(view: torch.Tensor, value: torch.Tensor) -> None:
+            m = mask.view((-1,) + (1,) * (view.dim() - 1))
+            view.copy_(torch.where(m, value.to(self.dtype), view))
+
+        write(self.root_pos, h.root_pos)
+        write(self.root_quat, h.root_quat)
+        write(self.root_lin_vel, h.root_lin_vel)
+        write(self._root_ang_vel_local, quat_rotate_inverse(h.root_quat.to(self.dtype), h.root_ang_vel.to(self.dtype)))
+        write(self.dof_pos, h.dof_pos)
+        write(self.dof_vel, h.dof_vel)
+        write(self.pd_targets, h.dof_pos)
+        write(self.object_pos, o.pos)
+        write(self.object_quat, o.quat)
+        write(self.object_lin_vel, o.lin_vel)
+        write(self._object_ang_vel_local, quat_rotate_inverse(o.quat.to(self.dtype), o.ang_vel.to(self.dtype)))
+        self._forward_where(mask)
         self._refresh()
-        self.unstable[ids] = False
+        self.unstable &= ~mask
 
     def randomize_object(self, env_ids=None) -> None:
         """Sample each given world's object size and mass from the scene's object randomisation ranges."""
         ids = self._ids(env_ids)
-        obj = self.scene.cfg.object
-        n = ids.numel()
-        uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=self.generator, dtype=self.dtype)  # noqa: E731
-        size_scale = uniform(*obj.size_scale_range).to(self.device)
-        mass_scale = uniform(*obj.mass_scale_range).to(self.device)
+        size_scale, mass_scale = self.sample_object_scales(ids.numel())
         self.set_object_scale(ids, size_scale, mass_scale)
 
+    def sample_object_scales(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n (size scale, mass scale) pairs from the scene's object randomisation ranges, on the engine's device."""
+        obj = self.scene.cfg.object
+        g = generator or self.generator
+
+        def uniform(lo, hi):
+            return lo + (hi - lo) * torch.rand(n, generator=g, dtype=self.dtype, device=g.device).to(self.device)
+
+        return uniform(*obj.size_scale_range), uniform(*obj.mass_scale_range)
+
     def set_object_scale(self, env_ids, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
+        """Object size and mass scales of the given worlds (checked: sizes in (0, 1], masses positive)."""
         ids = self._ids(env_ids)
         size_scale = torch.as_tensor(size_scale, dtype=self.dtype, device=self.device).expand(ids.shape)
         mass_scale = torch.as_tensor(mass_scale, dtype=self.dtype, device=self.device).expand(ids.shape)
         if bool((size_scale > 1.0).any()) or bool((size_scale <= 0).any()) or bool((mass_scale <= 0).any()):
             raise ValueError("object size scales must lie in (0, 1] and mass scales must be positive")
-        self._write_object_scale(ids, size_scale, mass_scale)
-        self.object_half_extents[ids] = self._object_base_half_extents * size_scale[:, None]
-        self.object_mass[ids] = self.scene.object_info.mass * mass_scale
+        full_size = torch.ones(self.num_envs, dtype=self.dtype, device=self.device)
+        full_mass = torch.ones_like(full_size)
+        full_size[ids], full_mass[ids] = size_scale, mass_scale
+        self.set_object_scale_where(self._mask(ids), full_size, full_mass)
+
+    def set_object_scale_where(self, mask: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
+        """Object size and mass scales [num_envs] for the worlds in mask (unchecked, no host synchronisation)."""
+        self._write_object_scale(mask, size_scale, mass_scale)
+        self.object_half_extents.copy_(torch.where(mask[:, None], self.object_base_half_extents * size_scale[:, None],
+                                                   self.object_half_extents))
+        self.object_mass.copy_(torch.where(mask, self.scene.object_info.mass * mass_scale, self.object_mass))
 
     def get_state(self, env_ids=None) -> SimState:
         """A copy of the current state of the given environments."""

@@ -22,7 +22,7 @@ from coohoi.scene import Scene
 
 log = logging.getLogger(__name__)
 
-RAW_FIELDS = ("qpos", "qvel", "ctrl", "xpos", "xquat", "cvel", "subtree_com", "sensordata")
+RAW_FIELDS = ("qpos", "qvel", "ctrl", "xfrc_applied", "xpos", "xquat", "cvel", "subtree_com", "sensordata")
 
 
 class MujocoEngine(Engine):
@@ -61,18 +61,29 @@ class MujocoEngine(Engine):
             return failed
         return None
 
-    def _clear_rows(self, env_ids: torch.Tensor) -> None:
-        self.batch.reset(env_ids.numpy(), stage=mujoco.mjtStage.mjSTAGE_NONE)
+    @staticmethod
+    def _host_ids(mask: torch.Tensor) -> np.ndarray:
+        return torch.nonzero(mask).flatten().numpy()
 
-    def _forward_rows(self, env_ids: torch.Tensor) -> None:
-        self.batch.forward(env_ids.numpy())
+    def _clear_where(self, mask: torch.Tensor) -> None:
+        ids = self._host_ids(mask)
+        if ids.size:
+            self.batch.reset(ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
 
-    def _write_object_scale(self, env_ids: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
+    def _forward_where(self, mask: torch.Tensor) -> None:
+        ids = self._host_ids(mask)
+        if ids.size:  # position and velocity stages: kinematics and cvel, not the contact solve
+            self.batch.forward(ids, stage=mujoco.mjtStage.mjSTAGE_VEL)
+
+    def _write_object_scale(self, mask: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
+        ids = self._host_ids(mask)
+        if not ids.size:
+            return
         if self._scaled_fields is None:
             self._scaled_fields = {f: self.batch.expand(f) for f in OBJECT_SCALED_FIELDS}
-        ids = env_ids.numpy()
         model, fields = self.scene.model, self._scaled_fields
-        factors = object_scale_factors(size_scale.double(), mass_scale.double())
+        size_scale, mass_scale = size_scale.double()[ids], mass_scale.double()[ids]
+        factors = object_scale_factors(size_scale, mass_scale)
         for name, kind in OBJECT_SCALED_FIELDS.items():
             index = self._object_index[kind]
             base = getattr(model, name)[index]

@@ -6,9 +6,10 @@ steps plus the kinematics refresh) is one captured CUDA graph.
 
 Warp engine specifics, all on the same compiled scene as the CPU engine:
 - Contact and constraint buffers (engine.nconmax per world, pooled over worlds; engine.njmax per world) are sized
-  from the scene's geoms unless the config sets them. Overflow is checked after every step: a world that ran out of
-  constraint rows is reported and flagged `unstable` (the task resets it); a contact-pool overflow, which MuJoCo
-  Warp cannot attribute to worlds, stops with a message naming engine.nconmax.
+  from the scene's geoms unless the config sets them. Overflow is checked after every step on the device: a world
+  that ran out of constraint rows is flagged `unstable` (the task resets it); a contact-pool overflow, which MuJoCo
+  Warp cannot attribute to worlds, is remembered, and check_faults() (once per epoch) stops with a message naming
+  engine.nconmax and reports the constraint overflows. A step never synchronises with the host.
 - Per-world object size and mass live in batched model fields (one row per world).
 """
 
@@ -25,9 +26,7 @@ from coohoi.scene import Scene
 
 log = logging.getLogger(__name__)
 
-RAW_FIELDS = ("qpos", "qvel", "ctrl", "xpos", "xquat", "cvel", "subtree_com", "sensordata")
-# Fields the forward pass derives from the state; restored in worlds a reset does not touch.
-DERIVED_FIELDS = ("xpos", "xquat", "cvel", "subtree_com", "sensordata")
+RAW_FIELDS = ("qpos", "qvel", "ctrl", "xfrc_applied", "xpos", "xquat", "cvel", "subtree_com", "sensordata")
 # Per-world state that carries over between steps besides qpos/qvel/ctrl, zeroed when a world is reset.
 CLEARED_FIELDS = ("qacc_warmstart", "qacc", "qfrc_applied", "xfrc_applied", "act", "act_dot", "time", "sensordata",
                   "overflow")
@@ -139,8 +138,14 @@ class WarpEngine(Engine):
                               "body": int(scene.object_body_id),
                               "dofs": scene.object_qvel_start + torch.arange(6, device=dev)}
         self._base_mass = float(scene.model.body_mass[scene.object_body_id])
+        # The object's compiled entries of each scaled field (float64), as a per-world row would index them.
+        self._compiled = {f: torch.as_tensor(getattr(mjm, f), device=dev)[self._object_index[OBJECT_SCALED_FIELDS[f]]]
+                          for f in self._object_fields}
+        self._pooled_overflow_seen = torch.zeros((), dtype=torch.bool, device=dev)
+        self._njmax_overflows = torch.zeros((), dtype=torch.long, device=dev)
+        self._nefc_peak = torch.zeros((), dtype=self._nefc.dtype, device=dev)
         self._step_graph = None
-        self._forward_graph = None
+        self._kinematics_graph = None
         self._run(self._forward_all)
         self._setup_views()
 
@@ -202,61 +207,62 @@ class WarpEngine(Engine):
         self._run(self._physics_steps, "_step_graph")
         return self._check_overflow()
 
-    def _check_overflow(self) -> torch.Tensor | None:
+    def _check_overflow(self) -> torch.Tensor:
+        """Worlds that ran out of constraint rows in this step ([num_envs] bool, flagged unstable for reset). A
+        contact-pool overflow, which MuJoCo Warp cannot attribute to worlds, is remembered on the device and raised
+        by check_faults() (no host synchronisation here)."""
         overflow = self._t["overflow"]
         per_world = (overflow & self._per_world_overflow) != 0
-        pooled = (overflow & self._pooled_overflow) != 0
-        any_per_world, any_pooled = torch.stack([per_world.any(), pooled.any()]).tolist()  # one device sync
-        if any_pooled:
-            raise EngineConfigError(
-                f"the contact buffer overflowed: {int(self._nacon[0])} contacts in the last physics step, room for "
-                f"{self.nconmax} per world ({self.nconmax * self.num_envs} in all); raise engine.nconmax "
-                f"(sized from the scene: {contact_buffer_sizes(self.scene)[0]})")
-        if not any_per_world:
-            return None
-        ids = torch.nonzero(per_world).flatten().tolist()
-        log.warning("engine.njmax=%d constraint rows were not enough in %d environments %s (up to %d needed); they "
-                    "are flagged unstable for reset; raise engine.njmax if this repeats", self.njmax, len(ids),
-                    ids[:10], int(self._nefc.max()))
+        self._pooled_overflow_seen |= ((overflow & self._pooled_overflow) != 0).any()
+        self._njmax_overflows += per_world.sum()
+        self._nefc_peak = torch.maximum(self._nefc_peak, self._nefc.max())
         return per_world
 
-    def _mask(self, env_ids: torch.Tensor) -> torch.Tensor:
-        mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        mask[env_ids] = True
-        return mask
+    def check_faults(self) -> None:
+        """Raise on a contact-pool overflow since the last call and warn about constraint-row overflows (one host
+        synchronisation; call it once per epoch, not per step)."""
+        pooled, overflows, peak = (int(x) for x in torch.stack(
+            [self._pooled_overflow_seen.long(), self._njmax_overflows, self._nefc_peak.long()]).tolist())
+        self._pooled_overflow_seen.zero_()
+        self._njmax_overflows.zero_()
+        if pooled:
+            raise EngineConfigError(
+                f"the contact buffer overflowed: room for {self.nconmax} contacts per world ({self.nconmax * self.num_envs} "
+                f"in all); raise engine.nconmax (sized from the scene: {contact_buffer_sizes(self.scene)[0]})")
+        if overflows:
+            log.warning("engine.njmax=%d constraint rows were not enough %d times (up to %d needed); those worlds were "
+                        "flagged unstable and reset; raise engine.njmax if this repeats", self.njmax, overflows, peak)
 
-    def _clear_rows(self, env_ids: torch.Tensor) -> None:
-        ids = env_ids.to(self.device)
-        for f in CLEARED_FIELDS:
-            self._t[f][ids] = 0
-        self._t["ctrl"][ids] = 0
+    def _clear_where(self, mask: torch.Tensor) -> None:
+        for f in CLEARED_FIELDS + ("ctrl",):
+            t = self._t[f]
+            t.copy_(torch.where(mask.view((-1,) + (1,) * (t.dim() - 1)), torch.zeros((), dtype=t.dtype,
+                                                                                     device=t.device), t))
 
-    def _forward_rows(self, env_ids: torch.Tensor) -> None:
-        # MuJoCo Warp's forward runs on every world. It only derives fields from the state (the solver's warm
-        # start is left alone), so other worlds' next steps are unaffected; their derived fields are restored so
-        # that they stay exactly as the last step left them (contact forces of its last substep, as on the CPU).
-        reset = self._mask(env_ids)
-        saved = {f: self._t[f].clone() for f in DERIVED_FIELDS}
-        self._run(self._forward_all, "_forward_graph")
-        for f in DERIVED_FIELDS:
-            new = self._t[f]
-            new.copy_(torch.where(reset.view((-1,) + (1,) * (new.dim() - 1)), new, saved[f]))
+    def _forward_where(self, mask: torch.Tensor) -> None:
+        # Kinematics and velocities of every world: for worlds a reset did not touch they recompute exactly what the
+        # last step left (the same kernels on the same state), so no masking is needed and nothing syncs.
+        self._run(self._kinematics, "_kinematics_graph")
 
-    def _write_object_scale(self, env_ids: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
-        ids = env_ids.to(self.device)
+    def _kinematics(self) -> None:
+        smooth = self._smooth
+        smooth.kinematics(self.model, self.data)
+        smooth.com_pos(self.model, self.data)
+        smooth.com_vel(self.model, self.data)
+
+    def _write_object_scale(self, mask: torch.Tensor, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
         model, fields = self.scene.model, self._object_model
         factors = object_scale_factors(size_scale.double(), mass_scale.double())
         for name in self._object_fields:
             index = self._object_index[OBJECT_SCALED_FIELDS[name]]
-            base = torch.as_tensor(getattr(model, name), device=self.device)[index]  # compiled values, float64
-            value = (base * factors[name].to(self.device)).to(fields[name].dtype)
-            if isinstance(index, int):
-                fields[name][ids, index] = value
-            else:
-                fields[name][ids[:, None], index[None, :]] = value
+            field = fields[name]
+            base = self._compiled[name]
+            value = (base * factors[name]).to(field.dtype)
+            field[:, index] = torch.where(mask.view((-1,) + (1,) * (value.dim() - 1)), value, field[:, index])
         # The world body's subtree holds everything: it gains what the object gains.
-        fields["body_subtreemass"][ids, 0] = (float(model.body_subtreemass[0])
-                                              + self._base_mass * (mass_scale.double().to(self.device) - 1.0)).float()
+        subtree = fields["body_subtreemass"]
+        value = (float(model.body_subtreemass[0]) + self._base_mass * (mass_scale.double() - 1.0)).to(subtree.dtype)
+        subtree[:, 0] = torch.where(mask, value, subtree[:, 0])
 
     def memory_stats(self) -> dict[str, float]:
         """Device memory in MiB: what Warp's allocator holds now and torch's peak (CUDA only)."""

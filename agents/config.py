@@ -1,0 +1,258 @@
+"""Typed training configs: one dataclass per part, each default written once, here (reference §5-6 unless a comment
+says otherwise). Hydra composes the `train:` section of a run over TrainConfig (registered in hydra's ConfigStore by
+coohoi.cli), so an unknown or misspelled key stops at composition with a message naming it; task yamls override
+only what their task needs (cfg/task/*.yaml, `train:`).
+
+    TrainConfig
+      algo                  ppo (published, rl-games) | td3 (off-policy, coohoi.agents.offpolicy)
+      network, amp          shared by both learners: network sizes and the discriminator
+      ppo, td3              each learner's own settings
+      assist, eval          assistance curriculum and periodic deterministic evaluation, for both learners
+      cpu_overrides         settings changed when the engine runs on the CPU (unless set explicitly)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from coohoi.config import ConfigError, check_finite
+from coohoi.config import to_dataclass as core_to_dataclass
+
+ALGOS = ("ppo", "td3")
+LR_SCHEDULES = ("constant", "adaptive")
+MU_INIT_BIASES = ("zero", "default_pose")
+ACTIVATIONS = ("relu", "elu", "tanh", "silu")
+ASSIST_SCHEDULES = ("linear", "adaptive")
+
+
+class TrainConfigError(ConfigError):
+    """A training setting that cannot work; the message names it (train.<key>)."""
+
+
+@dataclass
+class NetworkConfig:
+    mlp_units: list[int] = field(default_factory=lambda: [1024, 512])  # actor and critic (separate networks)
+    disc_units: list[int] = field(default_factory=lambda: [1024, 512])  # discriminator
+    activation: str = "relu"
+
+
+@dataclass
+class AmpConfig:
+    """The discriminator and its buffers (reference §5, Isaac Gym AMP implementations)."""
+
+    batch_size: int = 512  # new demo samples added to the demo buffer per epoch
+    # Discriminator samples (of each kind) per PPO minibatch of 16384; a smaller PPO minibatch (few envs) scales it
+    # down in proportion, keeping the published discriminator work per environment step.
+    minibatch_size: int = 4096
+    demo_buffer_size: int = 200000
+    replay_buffer_size: int = 200000
+    replay_keep_prob: float = 0.01  # once the replay buffer is full, each new policy sample is kept this often
+    disc_coef: float = 5.0
+    disc_grad_penalty: float = 5.0
+    disc_logit_reg: float = 0.01
+    disc_weight_decay: float = 1.0e-4
+    disc_learning_rate: float | None = None  # None: the policy's (published: one optimizer)
+
+
+@dataclass
+class PPOConfig:
+    """PPO as CooHOI trains it (reference §6), on rl-games."""
+
+    horizon_length: int = 32
+    # rl-games needs minibatches that tile num_envs * horizon exactly; with fewer than 4096 environments the largest
+    # divisor of that batch not above this is used.
+    minibatch_size: int = 16384
+    mini_epochs: int = 6
+    learning_rate: float = 2.0e-5
+    lr_schedule: str = "constant"  # constant (published) | adaptive: keep the policy KL near kl_threshold
+    kl_threshold: float = 0.008
+    gamma: float = 0.99
+    tau: float = 0.95  # GAE lambda
+    e_clip: float = 0.2
+    clip_value: bool = False
+    critic_coef: float = 5.0
+    bounds_loss_coef: float = 10.0  # rl-games' soft bound is |mu| <= 1.1 (ASE: 1.0)
+    entropy_coef: float = 0.0
+    grad_norm: float = 1.0
+    normalize_input: bool = True
+    normalize_value: bool = True
+    normalize_advantage: bool = True
+    sigma_init: float = -2.9  # log of the action std, exp(-2.9) = 0.055
+    learn_sigma: bool = False  # published: fixed; true: a state-independent std trained from sigma_init
+    mu_init_range: float | None = None  # None: PyTorch's default init of the action-mean layer
+    mu_init_bias: str = "zero"  # zero | default_pose: the untrained mean action holds the standing pose
+    torch_compile: bool = False  # CUDA only
+
+
+@dataclass
+class TD3Config:
+    """The off-policy AMP learner (coohoi.agents.offpolicy): TD3 with a clipped double critic, n-step returns and a
+    replay buffer filled by every environment, the style reward recomputed by the current discriminator for each
+    sampled transition (discriminator actor-critic, Kostrikov et al. 2019). Settings follow FastTD3 (Seo et al.
+    2025) where a CPU allows; comments give its values."""
+
+    steps_per_epoch: int = 32  # environment steps between progress lines, logs and checkpoints (PPO's horizon)
+    buffer_steps: int = 1024  # transitions kept per environment (FastTD3: 10240 per env at 1024 envs)
+    batch_size: int = 4096  # transitions per update (FastTD3: 32768)
+    updates_per_step: int = 2  # critic updates per environment step (FastTD3: 2)
+    learning_starts: int = 16  # environment steps before the first update
+    n_step: int = 3  # n-step returns (FastTD3: 1 or 3)
+    gamma: float = 0.99
+    tau: float = 0.1  # target network step (FastTD3: 0.1)
+    actor_learning_rate: float = 3.0e-4
+    critic_learning_rate: float = 3.0e-4
+    disc_learning_rate: float = 1.0e-4
+    weight_decay: float = 0.1  # AdamW on actor and critic (FastTD3)
+    policy_delay: int = 2  # critic updates per actor update
+    disc_every: int = 2  # critic updates per discriminator update
+    target_noise: float = 0.001  # target policy smoothing std (FastTD3: 0.001), clipped to noise_clip
+    noise_clip: float = 0.5
+    # Exploration: each environment keeps a Gaussian std drawn log-uniformly in [noise_std_min, noise_std_max] and
+    # redrawn at its resets (FastTD3 draws uniformly in [0.001, 0.4]); equal values give one fixed std.
+    noise_std_min: float = 0.055
+    noise_std_max: float = 0.055
+    actor_units: list[int] = field(default_factory=lambda: [512, 256])
+    critic_units: list[int] = field(default_factory=lambda: [1024, 512])
+    layer_norm: bool = True  # in the critic
+    actor_init_scale: float = 0.01  # the actor's output layer starts this small (zero action)
+    grad_norm: float = 0.0  # 0: no clipping (FastTD3)
+    obs_normalization: bool = True
+
+
+@dataclass
+class AssistConfig:
+    """Assistance curriculum (Yu, Turk and Liu 2018): virtual forces on the pelvis hold the humanoid up and upright
+    early in training and fade as the policy improves. Off in evaluation. The forces are a PD on pelvis height and
+    on pelvis tilt (roll and pitch), scaled by the curriculum's current level in [0, 1]."""
+
+    enabled: bool = False
+    height: float | None = None  # pelvis height held (m); None: the default pose's
+    height_kp: float = 2000.0  # N/m
+    height_kd: float = 200.0  # N s/m
+    max_force: float = 600.0  # N, upward only (about 1.25 body weights)
+    upright_kp: float = 600.0  # N m/rad
+    upright_kd: float = 60.0  # N m s/rad
+    max_torque: float = 300.0  # N m
+    # linear: level falls from 1 to 0 over anneal_frames. adaptive: level drops by `step` each time the training
+    # episode length reaches `threshold` of the episode length (at most once every `patience` epochs).
+    schedule: str = "adaptive"
+    anneal_frames: int = 5_000_000
+    threshold: float = 0.5
+    step: float = 0.1
+    patience: int = 10
+
+
+@dataclass
+class EvalConfig:
+    """Matched baselines at the start and a deterministic evaluation every `every` epochs, on a separate env with
+    the training task's settings (assistance off). Each environment plays one episode from its start."""
+
+    every: int = 50  # epochs between evaluations (0: none; baselines are still measured)
+    num_envs: int = 64
+    baselines: bool = True  # zero action (deterministic) and zero action + the learner's action noise
+
+
+@dataclass
+class TrainConfig:
+    algo: str = "ppo"
+    max_epochs: int = 100  # a short run (the README's main job); learning needs thousands
+    task_reward_weight: float = 0.5
+    style_reward_weight: float = 0.5
+    save_frequency: int = 10  # epochs between writes of nn/last.pth (always written at the end)
+    snapshot_frequency: int = 500  # epochs between nn/epoch_<N>.pth snapshots (0: none)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    amp: AmpConfig = field(default_factory=AmpConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    td3: TD3Config = field(default_factory=TD3Config)
+    assist: AssistConfig = field(default_factory=AssistConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Applied when the engine runs on the CPU, to every key the command line does not set (coohoi.cli.compose);
+    # the run prints what it changed; null applies none. Measured on the 2-core CPU: the published networks make learning cost ~5x the
+    # environment stepping (amp_locomotion, 256 envs: 6.7 s vs 1.3 s per epoch), these keep it at or below the
+    # stepping; a larger step size shows progress within CPU-sized runs; a 200k buffer of 10 x 125 features takes
+    # 1 GB and its demo half runs forward kinematics for every sample.
+    cpu_overrides: dict[str, Any] | None = field(default_factory=lambda: {
+        "network.mlp_units": [256, 128],
+        "network.disc_units": [256, 128],
+        "ppo.learning_rate": 1.0e-4,
+        "ppo.mu_init_range": 0.01,  # start near the zero action (CPU runs are short)
+        "amp.demo_buffer_size": 50000,
+        "amp.replay_buffer_size": 50000,
+        "td3.actor_units": [256, 256],
+        "td3.critic_units": [512, 256],
+        "td3.batch_size": 1024,
+        "td3.updates_per_step": 1,
+    })
+    cpu_applied: dict[str, Any] = field(default_factory=dict)  # set by coohoi: what cpu_overrides changed here
+
+
+PLAY_POLICIES = ("checkpoint", "zero")
+
+
+@dataclass
+class PlayConfig:
+    """`coohoi play`: a checkpoint's policy, or the zero-action baseline, in the viewer or headless."""
+
+    policy: str = "checkpoint"  # checkpoint (needs checkpoint=PATH) | zero: the zero-action baseline
+    deterministic: bool = True  # false: act with the learner's action noise, as in training
+    headless: bool = False  # true: no window; run `steps` steps and print episode metrics
+    steps: int = 600
+    video: str | None = None  # headless: write an mp4 of world 0 here
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = False
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "coohoi"
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise TrainConfigError(f"train.{key} {message}")
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Refuse settings that cannot work, naming the key."""
+    check_finite(cfg, "train", TrainConfigError)
+    _require(cfg.algo in ALGOS, "algo", f"must be one of {', '.join(ALGOS)}, got {cfg.algo!r}")
+    _require(cfg.max_epochs >= 1 or cfg.max_epochs == -1, "max_epochs", f"must be >= 1 (or -1: no limit), got {cfg.max_epochs}")
+    for key in ("task_reward_weight", "style_reward_weight"):
+        _require(getattr(cfg, key) >= 0, key, f"must be >= 0, got {getattr(cfg, key)}")
+    n, p, t, a = cfg.network, cfg.ppo, cfg.td3, cfg.assist
+    for key, units in (("network.mlp_units", n.mlp_units), ("network.disc_units", n.disc_units),
+                       ("td3.actor_units", t.actor_units), ("td3.critic_units", t.critic_units)):
+        _require(bool(units) and all(u >= 1 for u in units), key, f"must be a non-empty list of sizes >= 1, got {units}")
+    _require(n.activation in ACTIVATIONS, "network.activation", f"must be one of {', '.join(ACTIVATIONS)}")
+    _require(p.lr_schedule in LR_SCHEDULES, "ppo.lr_schedule",
+             f"must be one of {', '.join(LR_SCHEDULES)}, got {p.lr_schedule!r}")
+    _require(p.mu_init_bias in MU_INIT_BIASES, "ppo.mu_init_bias",
+             f"must be one of {', '.join(MU_INIT_BIASES)}, got {p.mu_init_bias!r}")
+    for key in ("horizon_length", "minibatch_size", "mini_epochs"):
+        _require(getattr(p, key) >= 1, f"ppo.{key}", f"must be >= 1, got {getattr(p, key)}")
+    for key in ("learning_rate", "kl_threshold"):
+        _require(getattr(p, key) > 0, f"ppo.{key}", f"must be > 0, got {getattr(p, key)}")
+    for key in ("gamma", "tau"):
+        _require(0 <= getattr(p, key) <= 1, f"ppo.{key}", f"must lie in [0, 1], got {getattr(p, key)}")
+    for key in ("steps_per_epoch", "buffer_steps", "batch_size", "updates_per_step", "n_step", "policy_delay",
+                "disc_every"):
+        _require(getattr(t, key) >= 1, f"td3.{key}", f"must be >= 1, got {getattr(t, key)}")
+    _require(t.buffer_steps > t.n_step, "td3.buffer_steps", f"must exceed td3.n_step ({t.n_step})")
+    _require(0 < t.gamma <= 1 and 0 < t.tau <= 1, "td3.gamma", "and td3.tau must lie in (0, 1]")
+    _require(0 < t.noise_std_min <= t.noise_std_max, "td3.noise_std_min",
+             f"must be > 0 and <= td3.noise_std_max, got {t.noise_std_min}, {t.noise_std_max}")
+    for key in ("actor_learning_rate", "critic_learning_rate", "disc_learning_rate"):
+        _require(getattr(t, key) > 0, f"td3.{key}", f"must be > 0, got {getattr(t, key)}")
+    _require(a.schedule in ASSIST_SCHEDULES, "assist.schedule",
+             f"must be one of {', '.join(ASSIST_SCHEDULES)}, got {a.schedule!r}")
+    _require(0 < a.threshold <= 1 and 0 < a.step <= 1, "assist.threshold", "and assist.step must lie in (0, 1]")
+    for key in ("height_kp", "height_kd", "max_force", "upright_kp", "upright_kd", "max_torque"):
+        _require(getattr(a, key) >= 0, f"assist.{key}", f"must be >= 0, got {getattr(a, key)}")
+    _require(cfg.eval.num_envs >= 1 and cfg.eval.every >= 0, "eval.num_envs", "must be >= 1 (and eval.every >= 0)")
+    return cfg
+
+
+def train_config(node: Any) -> TrainConfig:
+    """The `train` section of a composed config as a checked TrainConfig."""
+    return validate(core_to_dataclass(TrainConfig, node, "train", TrainConfigError))
