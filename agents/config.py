@@ -105,7 +105,9 @@ class TD3Config:
     disc_learning_rate: float = 1.0e-4
     weight_decay: float = 0.1  # AdamW on actor and critic (FastTD3)
     policy_delay: int = 2  # critic updates per actor update
-    disc_every: int = 2  # critic updates per discriminator update
+    # Critic updates per discriminator update: 4 gives 0.25 discriminator updates per environment step, near
+    # PPO's published ratio (6 mini-epochs per 32-step rollout: 0.19).
+    disc_every: int = 4
     target_noise: float = 0.001  # target policy smoothing std (FastTD3: 0.001), clipped to noise_clip
     noise_clip: float = 0.5
     # Exploration: each environment keeps a Gaussian std drawn log-uniformly in [noise_std_min, noise_std_max] and
@@ -157,6 +159,7 @@ class EvalConfig:
 class TrainConfig:
     algo: str = "ppo"
     max_epochs: int = 100  # a short run (the README's main job); learning needs thousands
+    max_minutes: float | None = None  # also stop after the epoch that passes this wall-clock budget
     task_reward_weight: float = 0.5
     style_reward_weight: float = 0.5
     save_frequency: int = 10  # epochs between writes of nn/last.pth (always written at the end)
@@ -218,6 +221,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     check_finite(cfg, "train", TrainConfigError)
     _require(cfg.algo in ALGOS, "algo", f"must be one of {', '.join(ALGOS)}, got {cfg.algo!r}")
     _require(cfg.max_epochs >= 1 or cfg.max_epochs == -1, "max_epochs", f"must be >= 1 (or -1: no limit), got {cfg.max_epochs}")
+    _require(cfg.max_minutes is None or cfg.max_minutes > 0, "max_minutes", f"must be > 0 or null, got {cfg.max_minutes}")
     for key in ("task_reward_weight", "style_reward_weight"):
         _require(getattr(cfg, key) >= 0, key, f"must be >= 0, got {getattr(cfg, key)}")
     n, p, t, a = cfg.network, cfg.ppo, cfg.td3, cfg.assist

@@ -38,7 +38,6 @@ from coohoi.agents.amp_modules import (
 from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from coohoi.agents.config import TrainConfig
 from coohoi.agents.replay import TransitionReplay
-from coohoi.motion.amp_features import AMP_FEATURE_SIZE
 
 # Demo samples are fetched from the motion library in chunks of this many (bounds the FK batch size).
 DEMO_FETCH_CHUNK = 16384
@@ -115,8 +114,9 @@ class OffPolicyAMP:
                                             weight_decay=c.weight_decay)
         self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=c.disc_learning_rate)
         self.disc_loss_cfg = DiscLossConfig(t.amp.disc_grad_penalty, t.amp.disc_logit_reg, t.amp.disc_weight_decay)
+        self.frame_size = self.num_amp_obs // env.amp_history  # AMP features per frame (125 for the humanoid)
         self.replay = TransitionReplay(self.rows, c.buffer_steps, self.num_obs, self.num_actions, env.amp_history,
-                                       AMP_FEATURE_SIZE, dev, generator=self.generator)
+                                       self.frame_size, dev, generator=self.generator)
         self.demo = ReplayBuffer(t.amp.demo_buffer_size, self.num_amp_obs, dev, generator=self.generator)
         self._fill_demo(self.demo.capacity)
         self.env.keep_final_obs = True  # time-outs bootstrap from the state they reached
@@ -174,9 +174,10 @@ class OffPolicyAMP:
     def process_step(self, obs, action, reward, terminated, truncated, info) -> None:
         """Store one env step of every row and update the normalisers."""
         ended = terminated | truncated
-        newest = info["amp_obs"][:, :AMP_FEATURE_SIZE]
+        newest = info["amp_obs"][:, :self.frame_size]
+        faulted = info["faulted"].repeat_interleave(self.rows // info["faulted"].shape[0])
         self.replay.add(obs, action, reward, info["final_obs"], terminated, ended, newest,
-                        self.env.amp_hist.to(torch.float32))
+                        self.env.amp_hist.to(torch.float32), faulted)
         if self.c.obs_normalization:
             self.obs_norm.update(obs)
         self.amp_norm.update(info["amp_obs"])
@@ -261,8 +262,9 @@ class OffPolicyAMP:
         self.env.episode_summary()
         metrics: dict[str, float] = {}
         try:
-            while self.max_epochs == -1 or self.epoch_num < self.max_epochs:
-                obs, metrics = self._train_epoch(obs)
+            stop = False
+            while not stop and (self.max_epochs == -1 or self.epoch_num < self.max_epochs):
+                obs, metrics, stop = self._train_epoch(obs)
                 if self.save_frequency > 0 and self.epoch_num % self.save_frequency == 0:
                     self.save_last()
                 if self.snapshot_frequency > 0 and self.epoch_num % self.snapshot_frequency == 0:
@@ -318,13 +320,12 @@ class OffPolicyAMP:
             metrics["episodes/length"] = summary["episode_length"]
         metrics["info/updates"] = self.updates
         self._set_threads(self.rollout_threads)
-        if self.on_epoch_end is not None:
-            self.on_epoch_end(self, metrics)
+        stop = bool(self.on_epoch_end(self, metrics)) if self.on_epoch_end is not None else False
         for key, value in metrics.items():
             if key not in ("epoch", "frames") and isinstance(value, (int, float)):
                 self.writer.add_scalar(key if "/" in key else f"performance/{key}", value, self.frame)
         self.writer.flush()
-        return obs, metrics
+        return obs, metrics, stop
 
     # ---- checkpoints ----------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

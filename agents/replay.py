@@ -11,7 +11,8 @@ history alone).
 
 The frame ring holds `frame_steps` frames per row (by default twice the transition ring, enough while episodes
 average at least amp_history steps). A sampled transition whose oldest frame was already overwritten is reported
-invalid (its mask is False) rather than given a wrong history.
+invalid (its mask is False) rather than given a wrong history. Transitions whose physics failed (the env's
+info["faulted"]) are never learned from: a window stops before one, and one that starts there is invalid.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class ReplaySample:
     """A batch of n-step windows [B, ...]: the first transition's obs and action, and per step k < n its task reward,
     AMP history, and whether it counts (the window stops after an episode end or at the newest transition); the
     bootstrap observation after the last counted step, whether that step terminated, how many steps counted, and
-    whether every frame of the histories was still in the ring."""
+    whether the window is usable: its first step did not fail and every frame of its histories is still in the
+    ring."""
 
     obs: torch.Tensor  # [B, num_obs]
     action: torch.Tensor  # [B, num_actions]
@@ -53,6 +55,7 @@ class TransitionReplay:
         self.task_reward = torch.zeros(rows, steps, **f32)
         self.terminated = torch.zeros(rows, steps, dtype=torch.bool, device=device)
         self.ended = torch.zeros(rows, steps, dtype=torch.bool, device=device)
+        self.faulted = torch.zeros(rows, steps, dtype=torch.bool, device=device)
         self.frame_index = torch.zeros(rows, steps, dtype=torch.long, device=device)
         self.frames = torch.zeros(rows, self.frame_steps, feature_size, **f32)
         self.frame_head = torch.zeros(rows, dtype=torch.long, device=device)  # frames written so far, per row
@@ -82,11 +85,12 @@ class TransitionReplay:
         """The rows' current AMP histories [rows, amp_history, F] (newest first), before the first add()."""
         self._write_frames(amp_hist.flip(1))
 
-    def add(self, obs, action, task_reward, next_obs, terminated, ended, frame, next_hist) -> None:
+    def add(self, obs, action, task_reward, next_obs, terminated, ended, frame, next_hist, faulted=None) -> None:
         """One env step of every row: obs [rows, D] and action [rows, A] taken there, the task reward, the
         observation reached (before any reset; for ended rows the final observation), terminated / ended [rows]
-        bool, frame [rows, F]: the AMP features of the state reached, and next_hist [rows, amp_history, F]: the
-        AMP history after the step's resets (only ended rows' are used: their next episode's start)."""
+        bool, frame [rows, F]: the AMP features of the state reached, next_hist [rows, amp_history, F]: the AMP
+        history after the step's resets (only ended rows' are used: their next episode's start), and faulted
+        [rows] bool: transitions whose physics failed, which are never learned from."""
         slot = self.count % self.steps
         self._write_frames(frame[:, None])
         self.frame_index[:, slot] = self.frame_head - 1
@@ -97,6 +101,7 @@ class TransitionReplay:
         self.next_obs[:, slot] = next_obs
         self.terminated[:, slot] = terminated
         self.ended[:, slot] = ended
+        self.faulted[:, slot] = False if faulted is None else faulted
         self.count += 1
 
     def amp_obs(self, rows: torch.Tensor, frame_index: torch.Tensor) -> torch.Tensor:
@@ -118,12 +123,13 @@ class TransitionReplay:
         r = rows[:, None]
         ended = self.ended[r, slots]
         before_end = torch.cumsum(ended.long(), dim=1) - ended.long()  # episode ends before step k of the window
-        counts = (ages >= 0) & (before_end == 0)
+        faulted = torch.cumsum(self.faulted[r, slots].long(), dim=1)  # a failed step, at or before step k
+        counts = (ages >= 0) & (before_end == 0) & (faulted == 0)
         num_steps = counts.sum(dim=1)
-        last = slots.gather(1, (num_steps - 1)[:, None]).squeeze(1)
+        last = slots.gather(1, (num_steps - 1).clamp_min(0)[:, None]).squeeze(1)
         frame_index = self.frame_index[r, slots]
         oldest_needed = frame_index.masked_fill(~counts, 2**62).amin(dim=1) - (self.history - 1)
-        valid = oldest_needed > self.frame_head[rows] - self.frame_steps
+        valid = (oldest_needed > self.frame_head[rows] - self.frame_steps) & (num_steps > 0)
         return ReplaySample(
             obs=self.obs[rows, slots[:, 0]], action=self.action[rows, slots[:, 0]],
             task_reward=self.task_reward[r, slots], amp_obs=self.amp_obs(r, frame_index), counts=counts,

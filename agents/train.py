@@ -15,7 +15,7 @@ a wandb run (offline by default).
 Both learners (train.algo: ppo on rl-games, td3 in coohoi.agents.offpolicy) share a TrainingSession: the progress
 line, metrics.jsonl and wandb, the matched baselines measured before training, a deterministic evaluation every
 train.eval.every epochs and at the end, and the assistance curriculum. A learner provides act(obs, deterministic),
-noise_std(), train(), save(path), restore(path, set_epoch), epoch_num, frame and last_checkpoint, and calls
+noise_std(num_rows), train(), save(path), restore(path, set_epoch), epoch_num, frame and last_checkpoint, and calls
 session.epoch_end(learner, metrics) after every epoch.
 """
 
@@ -259,6 +259,7 @@ class TrainingSession:
     def __init__(self, cfg: DictConfig, t: TrainConfig, env, run_dir: Path | None):
         self.cfg, self.t, self.env = cfg, t, env
         self.max_epochs = t.max_epochs
+        self.started = time.perf_counter()
         self.curriculum = AssistCurriculum(t.assist, env.max_episode_length)
         env.set_assist(t.assist)
         self._eval_env = None
@@ -292,39 +293,49 @@ class TrainingSession:
             return run(env)
 
     def start(self, learner) -> None:
-        """Measure the matched baselines (zero action, and zero action plus the learner's noise) and print them."""
+        """Measure the matched baselines (zero action, and zero action plus the learner's noise) and print them;
+        the run's clock (train.max_minutes, time/elapsed_s) starts after them."""
+        self.started = time.perf_counter()
         if not self.t.eval.baselines:
             return
         generator = torch.Generator(device=self.env.device).manual_seed(int(self.cfg.seed))
-        measured = self._eval_seeded(lambda env: baselines(env, learner.noise_std(), generator))
+        measured = self._eval_seeded(lambda env: baselines(env, learner.noise_std(env.num_rows), generator))
         self.baselines = _flatten_baselines(measured)
         z, zn = measured["zero"], measured["zero_noise"]
         print(f"baselines over {int(z['num_episodes'])} episodes: zero action {z['episode_length']:.1f} steps "
               f"(deterministic, compare with eval); zero action + the learner's action noise "
               f"{zn['episode_length']:.1f} steps (compare with training's ep len)", flush=True)
         self._write({"baselines": measured})
+        self.started = time.perf_counter()
 
     def evaluate(self, learner) -> dict[str, float]:
         """The learner's deterministic policy under the evaluation protocol (agents.evaluation)."""
         self.last_eval = self._eval_seeded(lambda env: evaluate(env, lambda obs: learner.act(obs, True)))
         return self.last_eval
 
-    def epoch_end(self, learner, metrics: dict[str, float]) -> None:
-        """Add the curriculum level, the baselines and (every train.eval.every epochs) an evaluation to this epoch's
-        metrics (in place, before the learner logs them), then print and record them."""
+    def epoch_end(self, learner, metrics: dict[str, float]) -> bool:
+        """Add the curriculum level, the baselines and (every train.eval.every epochs, and at the last) an evaluation
+        to this epoch's metrics (in place, before the learner logs them), then print and record them. Returns True
+        when the run should stop after this epoch (train.max_minutes)."""
         epoch = int(metrics["epoch"])
+        elapsed = time.perf_counter() - self.started
+        out_of_time = self.t.max_minutes is not None and elapsed >= 60.0 * self.t.max_minutes
+        metrics["time/elapsed_s"] = elapsed
         level = self.curriculum.update(epoch, int(metrics["frames"]), metrics.get("episodes/length"))
         self.env.set_assist_level(level)
         if self.t.assist.enabled:
             metrics["assist/level"] = level
         metrics.update(self.baselines)
         every = self.t.eval.every
-        if every and (epoch % every == 0 or epoch == self.max_epochs):
+        if every and (epoch % every == 0 or epoch == self.max_epochs or out_of_time):
             metrics.update({f"eval/{k}": v for k, v in self.evaluate(learner).items()})
         print(format_progress(metrics, self.max_epochs), flush=True)
         self._write(metrics)
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=int(metrics["frames"]))
+        if out_of_time:
+            print(f"stopping: train.max_minutes={self.t.max_minutes:g} reached", flush=True)
+        return out_of_time
 
     def summary_line(self) -> str:
         """The trained policy's deterministic evaluation next to the zero action's (and the success rate)."""

@@ -10,8 +10,15 @@ Hydra commands read cfg/ (installed as coohoi.cfg); unknown keys stop with a mes
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import resources
+
+# OpenMP threads that wait for work sleep instead of spinning (set before torch loads its OpenMP runtime). Spinning
+# threads make every core look busy: on a machine shared with another job, PPO's updates ran 2.2x (TD3's 2.1x)
+# slower with two threads than with one; with passive waiting, two threads stay faster than one even then
+# (docs/learning_evidence.md, "Thread counts").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from omegaconf import DictConfig, OmegaConf
 

@@ -18,7 +18,7 @@ The env contract (what learners, adapters and evaluation rely on; tests/fake_tas
         NaN where a metric does not apply, e.g. precision of a failed episode), among them episode_length;
     faulted [num_envs] bool: worlds reset because their physics failed or their actions were not finite;
     final_obs [rows, num_obs] (only with env.keep_final_obs = True): the observation of the state reached, before
-        any reset (learners that bootstrap from time-outs need it);
+        any reset (learners that bootstrap from time-outs need it); zeros for faulted worlds;
 - `amp_hist` [rows, amp_history, 125]: the AMP history of the current state (after this step's resets);
 - `episode_summary()`: means over the episodes that ended since the last call, and fault counts (one host sync);
 - `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library;
@@ -351,8 +351,11 @@ class HumanoidEnv:
             self._assist_height = height
 
     def set_assist_level(self, level: float) -> None:
-        """The curriculum's level in [0, 1]; 0 removes the forces (evaluation envs never have any)."""
+        """The curriculum's level in [0, 1]; 0 removes the forces at once (evaluation envs never have any)."""
         self.assist_level = float(min(max(level, 0.0), 1.0)) if self.assist is not None else 0.0
+        if self.assist_level == 0.0:
+            zero = torch.zeros_like(self.engine.root_pos)
+            self.engine.set_root_wrench(zero, zero)
 
     def _apply_assist(self) -> None:
         e = self.engine
@@ -430,8 +433,8 @@ class HumanoidEnv:
 
         info = {"amp_obs": amp_obs, "reward_terms": terms, "episode_metrics": metrics, "faulted": faulted,
                 "terminated_reasons": {k: self.per_row(v) for k, v in reasons.items()}}
-        if self.keep_final_obs:
-            info["final_obs"] = self.observe()
+        if self.keep_final_obs:  # a failed world has no valid final state: zeros (its transition is faulted)
+            info["final_obs"] = torch.where(faulted_row[:, None], 0.0, self.observe())
         self._reset_ended(ended)
         obs = self.observe()
         return obs, reward.to(torch.float32), self.per_row(terminated_env), self.per_row(truncated_env), info

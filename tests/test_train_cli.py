@@ -64,6 +64,33 @@ def test_train_writes_checkpoint_and_logs_then_resumes(tmp_path, capsys):
     assert [m["epoch"] for m in rows] == [1, 2, 3] and rows[-1]["frames"] == 768
 
 
+def test_off_policy_learner_trains_resumes_and_plays_from_the_command_line(tmp_path, capsys):
+    run_dir = tmp_path / "td3"
+    common = [*FAST, "train=td3", f"output_dir={tmp_path}", "experiment=td3", "train.td3.batch_size=64",
+              "train.td3.buffer_steps=64", "train.td3.steps_per_epoch=8", "train.td3.learning_starts=4",
+              "train.td3.noise_std_min=0.01", "train.td3.noise_std_max=0.2", "train.eval.every=2"]
+    assert main(["train", *common, "train.max_epochs=2"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2/2 | env " in out and "| eval len " in out and "baselines over 4 episodes" in out
+    assert [m["epoch"] for m in _metrics(run_dir)] == [1, 2] and _metrics(run_dir)[-1]["frames"] == 2 * 8 * 8
+    checkpoint = run_dir / "nn" / "last.pth"
+    assert main(["train", *common, "train.max_epochs=3", f"checkpoint={checkpoint}", "resume=true"]) == 0
+    assert "resuming" in capsys.readouterr().out and [m["epoch"] for m in _metrics(run_dir)] == [1, 2, 3]
+    assert main(["play", "task=amp_locomotion", "engine.num_envs=4", f"checkpoint={checkpoint}",
+                 "play.headless=true", "play.steps=40"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["num_episodes"] > 0 and summary["episode_length"] > 1
+
+
+def test_a_time_budget_stops_training_after_the_epoch_that_passes_it(tmp_path, capsys):
+    assert main(["train", *FAST, f"output_dir={tmp_path}", "experiment=budget", "train.max_epochs=1000",
+                 "train.max_minutes=0.0001", "train.eval.every=100"]) == 0
+    out = capsys.readouterr().out
+    assert "stopping: train.max_minutes=0.0001 reached" in out and "epoch 1/1000" in out
+    rows = _metrics(tmp_path / "budget")
+    assert [m["epoch"] for m in rows] == [1] and "eval/episode_length" in rows[0] and rows[0]["time/elapsed_s"] > 0
+
+
 def test_adaptive_learning_rate_moves_and_resumes_where_it_was(tmp_path):
     run_dir = tmp_path / "adaptive"
     common = [*FAST, f"output_dir={tmp_path}", "experiment=adaptive", "train.ppo.lr_schedule=adaptive",

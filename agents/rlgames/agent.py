@@ -89,8 +89,9 @@ class AMPAgent(a2c_continuous.A2CAgent):
             self.model.train()
         return res["mus"] if deterministic else res["actions"]
 
-    def noise_std(self) -> torch.Tensor:
-        """The policy's action std [num_actions] (exp of the log-std parameter: fixed as published, or learned)."""
+    def noise_std(self, n: int | None = None) -> torch.Tensor:
+        """The policy's action std [num_actions] for any number of rows (exp of the log-std parameter: fixed as
+        published, or learned)."""
         return torch.exp(self.model.a2c_network.sigma.detach()).to(self.ppo_device)
 
     def update_lr(self, lr):
@@ -255,14 +256,15 @@ class AMPAgent(a2c_continuous.A2CAgent):
             self.frame += self.curr_frames
             metrics = self._epoch_metrics(epoch, step_time, play_time, update_time, epoch_time, a_losses, c_losses,
                                           b_losses, entropies, kls)
+            stop = False
             if self.on_epoch_end is not None:  # the session adds evaluation and curriculum metrics
-                self.on_epoch_end(self, metrics)
+                stop = bool(self.on_epoch_end(self, metrics))
             self._log(metrics)
             if self.save_frequency > 0 and epoch % self.save_frequency == 0:
                 self.save_last()
             if self.snapshot_frequency > 0 and epoch % self.snapshot_frequency == 0:
                 self.save(f"{self.nn_dir}/epoch_{epoch:06d}.pth")
-            if self.max_frames != -1 and self.frame >= self.max_frames:
+            if stop or (self.max_frames != -1 and self.frame >= self.max_frames):
                 break
         self.save_last()
         if self.writer is not None:

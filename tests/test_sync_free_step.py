@@ -1,0 +1,72 @@
+"""The environment step never synchronises the host with the device (so that it can be captured as one graph): the
+check (coohoi.sync_check) on Warp's CPU device, and that it would catch a step that does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _env_helpers import env_config
+
+from coohoi.envs import make_env
+from coohoi.envs.humanoid_env import START_POOL_REFILL_STEPS
+from coohoi.sync_check import HostSyncError, forbid_host_sync
+
+pytest.importorskip("mujoco_warp")
+N = 4
+
+
+def test_the_check_catches_host_reads_and_data_dependent_shapes():
+    x = torch.arange(6.0)
+    mask = x > 2
+    for op in (lambda: x.sum().item(), lambda: x.tolist(), lambda: bool(mask.any()), lambda: float(x[0]),
+               lambda: torch.nonzero(mask), lambda: x[mask], lambda: x.nonzero(), lambda: x.numpy(),
+               lambda: x.masked_select(mask), lambda: x.__setitem__(mask, 0.0)):
+        with forbid_host_sync(), pytest.raises(HostSyncError):
+            op()
+    with forbid_host_sync():  # fixed-shape device work passes
+        y = torch.where(mask, x, torch.zeros_like(x)).cumsum(0)
+        x[torch.tensor([1, 2])] = y[:2]
+    assert x.sum().item() == 12.0  # and everything is restored afterwards
+
+
+@pytest.fixture(scope="module", params=["amp_locomotion", "carry_box"])
+def warp_env(request, dataset):
+    return make_env(env_config(request.param, dataset, N, "engine=warp", "engine.device=cpu",
+                               "task.env.reset_mode=mix"))
+
+
+def test_env_steps_with_resets_and_faults_do_not_synchronise(warp_env):
+    env = warp_env
+    env.reset()
+    env.set_assist(type("Assist", (), dict(enabled=True, height=None, height_kp=2000.0, height_kd=200.0,
+                                           max_force=600.0, upright_kp=600.0, upright_kd=60.0, max_torque=300.0))())
+    g = torch.Generator().manual_seed(0)
+    ended = 0
+    for i in range(2 * START_POOL_REFILL_STEPS + 1):  # two refills of the start pool
+        actions = torch.randn(N, 28, generator=g)
+        if i == 3:
+            actions[1, 4] = float("nan")  # a faulted world, reset in the same step
+        if i == 5:
+            env.progress[2] = env.max_episode_length - 1  # a time-out
+        with forbid_host_sync(env.device):
+            obs, reward, terminated, truncated, info = env.step(actions)
+        ended += int((terminated | truncated).sum())
+        assert torch.isfinite(obs).all()
+    assert ended >= 2
+    summary = env.episode_summary()
+    assert summary["nonfinite_action_resets"] == 1.0 and summary["num_episodes"] >= 1.0
+
+
+def test_the_check_fails_on_a_step_that_reads_a_value(warp_env, monkeypatch):
+    env = warp_env
+    env.reset()
+    reward = env._task_reward
+
+    def reward_with_item():
+        r, terms = reward()
+        r.mean().item()  # e.g. a debug print of the mean reward
+        return r, terms
+
+    monkeypatch.setattr(env, "_task_reward", reward_with_item)
+    with forbid_host_sync(env.device), pytest.raises(HostSyncError, match="item"):
+        env.step(torch.zeros(N, 28))
