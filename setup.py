@@ -53,6 +53,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "mujoco-warp>=4.0.0", "warp-lang>=1.9"],
         "gpu": ["mujoco-warp>=4.0.0", "warp-lang>=1.9"],
+        "plot": ["matplotlib>=3.7"],  # scripts/plot_learning.py
     },
     entry_points={"console_scripts": ["coohoi=coohoi.cli:main"]},
 )

@@ -137,9 +137,10 @@ class AssistConfig:
     upright_kd: float = 60.0  # N m s/rad
     max_torque: float = 300.0  # N m
     # linear: level falls from 1 to 0 over anneal_frames. adaptive: level drops by `step` each time the training
-    # episode length reaches `threshold` of the episode length (at most once every `patience` epochs).
+    # episode length reaches `threshold` of the episode length (at most once every `patience` epochs), and never
+    # lies above the linear schedule.
     schedule: str = "adaptive"
-    anneal_frames: int = 5_000_000
+    anneal_frames: int = 3_000_000
     threshold: float = 0.5
     step: float = 0.1
     patience: int = 10

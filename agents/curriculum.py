@@ -9,7 +9,8 @@ from coohoi.agents.config import AssistConfig
 class AssistCurriculum:
     """linear: the level falls from 1 to 0 over cfg.anneal_frames frames. adaptive: the level drops by cfg.step
     each time the training episode length reaches cfg.threshold of the longest episode, at most once every
-    cfg.patience epochs (Yu et al. lower the assistance whenever the policy reaches a performance threshold)."""
+    cfg.patience epochs (Yu et al. lower the assistance whenever the policy reaches a performance threshold), and
+    never stays above the linear schedule, so that it ends by cfg.anneal_frames even if the policy stalls."""
 
     def __init__(self, cfg: AssistConfig, max_episode_length: int):
         self.cfg = cfg
@@ -22,12 +23,12 @@ class AssistCurriculum:
         c = self.cfg
         if self.level <= 0.0:
             return 0.0
-        if c.schedule == "linear":
-            self.level = max(0.0, 1.0 - frames / max(c.anneal_frames, 1))
-        elif (episode_length is not None and epoch - self._last_change >= c.patience
-              and episode_length >= c.threshold * self.max_episode_length):
+        linear = max(0.0, 1.0 - frames / max(c.anneal_frames, 1))
+        if (c.schedule == "adaptive" and episode_length is not None and epoch - self._last_change >= c.patience
+                and episode_length >= c.threshold * self.max_episode_length):
             self.level = max(0.0, round(self.level - c.step, 9))
             self._last_change = epoch
+        self.level = linear if c.schedule == "linear" else min(self.level, linear)
         return self.level
 
     def state_dict(self) -> dict:

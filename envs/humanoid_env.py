@@ -141,6 +141,7 @@ class HumanoidEnv:
 
         n = self.num_envs
         self.progress = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.distance = torch.zeros(n, dtype=self.dtype, device=self.device)  # horizontal root path this episode
         self.amp_hist = torch.zeros(self.num_rows, self.amp_history, AMP_FEATURE_SIZE, dtype=self.dtype,
                                     device=self.device)
         self._env_index = torch.arange(n, device=self.device)
@@ -240,9 +241,8 @@ class HumanoidEnv:
         root_pos, root_quat, lin, ang, dof, dof_vel = (expand(t) for t in (
             d.root_pos, d.root_quat, d.root_lin_vel, d.root_ang_vel, d.dof_pos, d.dof_vel))
         mode = "reference" if reference is not None else self.cfg.reset_mode
-        if mode == "default":
-            history = None
-        else:
+        use_ref = None  # rows that start from a reference state
+        if mode != "default":
             lib = self.motion_lib
             if reference is None:
                 cids = lib.sample_clips(m, self.generator).to(self.device)
@@ -255,24 +255,25 @@ class HumanoidEnv:
                                      f"{t.numel()}")
             # One library query gives the start state and the AMP history that led to it.
             st, ref_history = lib.state_and_amp_features(cids, t.to(lib.dtype), h, self.policy_dt)
-            cast = lambda x: x.to(device=self.device, dtype=self.dtype)  # noqa: E731
-            use_ref = torch.ones(m, dtype=torch.bool, device=self.device) if mode == "reference" else \
-                self._uniform(m, 0.0, 1.0) < self.cfg.reference_reset_prob
-            ref_pos = cast(st.root_pos)
+            use_ref = (torch.ones(m, dtype=torch.bool, device=self.device) if mode == "reference"
+                       else self._uniform(m, 0.0, 1.0) < self.cfg.reference_reset_prob)
+
+            def pick(ref, default):
+                return torch.where(use_ref.view((-1,) + (1,) * (default.dim() - 1)),
+                                   ref.to(device=self.device, dtype=self.dtype), default)
+
             # Keep the clip's height; put it where this humanoid spawns by default.
-            ref_pos = torch.cat((root_pos[:, :2], ref_pos[:, 2:] + self.cfg.reference_height_offset), dim=-1)
-            pick = lambda ref, default: torch.where(use_ref.view((-1,) + (1,) * (ref.dim() - 1)), cast(ref), default)  # noqa: E731
+            ref_pos = torch.cat((root_pos[:, :2], st.root_pos[:, 2:].to(root_pos) + self.cfg.reference_height_offset),
+                                dim=-1)
             root_pos, root_quat = pick(ref_pos, root_pos), pick(st.root_quat, root_quat)
             lin, ang = pick(st.root_lin_vel, lin), pick(st.root_ang_vel, ang)
             dof, dof_vel = pick(st.dof_pos, dof), pick(st.dof_vel, dof_vel)
-            history = (use_ref, cast(ref_history))
         # The start frame of every row (reference rows included: it is the same state the engine will hold).
         body_pos, _ = self.fk(root_pos, root_quat, dof)
         frame = amp_features(root_pos, root_quat, lin, ang, dof, dof_vel, body_pos[:, self.key_body_ids])
         hist = frame.unsqueeze(1).expand(m, h, AMP_FEATURE_SIZE).clone()
-        if history is not None and h > 1:
-            use_ref, ref_history = history
-            hist[:, 1:] = torch.where(use_ref[:, None, None], ref_history[:, 1:], hist[:, 1:])
+        if use_ref is not None:
+            hist[:, 1:] = torch.where(use_ref[:, None, None], ref_history[:, 1:].to(hist), hist[:, 1:])
         if self.cfg.random_heading:  # AMP features are seen from the heading frame: the history does not change
             turn = yaw_quat(self._uniform(m, -math.pi, math.pi))
             root_quat = quat_mul(turn, root_quat)
@@ -288,6 +289,7 @@ class HumanoidEnv:
             self.engine.set_object_scale_where(mask, task["object_size_scale"], task["object_mass_scale"])
         self.engine.reset_where(mask, SimState(starts.humanoid, starts.object))
         self.progress = torch.where(mask, torch.zeros_like(self.progress), self.progress)
+        self.distance = torch.where(mask, torch.zeros_like(self.distance), self.distance)
         rows = self.per_row(mask)
         self.amp_hist = torch.where(rows[:, None, None], self.rows(starts.amp_history), self.amp_hist)
         self._after_reset(mask, starts)
@@ -401,6 +403,8 @@ class HumanoidEnv:
         self._steps += 1
         self.progress += 1
         faulted = e.unstable | bad_action_env
+        speed = e.root_lin_vel[..., :2].norm(dim=-1).mean(dim=1)  # [num_envs], mean over the env's humanoids
+        self.distance += torch.where(faulted, torch.zeros_like(speed), speed) * self.policy_dt
         faulted_row = self.per_row(faulted)
 
         # A world that failed keeps its last valid history: the discriminator never sees NaN.
@@ -424,7 +428,8 @@ class HumanoidEnv:
         truncated_env = (timed_out(self.progress, self.max_episode_length) & ~terminated_env) | faulted
         ended = terminated_env | truncated_env
 
-        metrics = {"episode_length": self.progress.to(torch.float32)}
+        metrics = {"episode_length": self.progress.to(torch.float32),
+                   "root_speed_mps": (self.distance / (self.progress * self.policy_dt)).to(torch.float32)}
         metrics.update({f"{name}_rate": v.to(torch.float32) for name, v in reasons.items()})
         metrics.update(self._episode_metrics())
         self._record_episodes(ended & ~faulted, metrics)

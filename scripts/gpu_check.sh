@@ -14,8 +14,9 @@
 #   1. scripts/gpu_smoke.py on cuda:0 (compiles MuJoCo Warp's kernels, checks the CUDA graph)
 #   2. coohoi bench engine=warp: 1024, 4096, 8192 environments, both scenes, raw mujoco_warp and GPU memory
 #   3. coohoi bench engine=mujoco engine.nthread=16 at 4096 environments, both scenes (same machine's CPU)
-#   4. tests/test_warp_parity.py on cuda:0
-#   5. carry-box training on the Warp engine with 4096 environments for the time that is left (issue 5)
+#   4. tests/test_warp_parity.py and tests/test_sync_free_step.py on cuda:0 (the latter under torch's sync debug mode)
+#   5. AMP-locomotion training on the Warp engine with 4096 environments, PPO then the off-policy learner (td3), each
+#      for half of the time that is left (train.max_minutes), evaluating every 20 epochs
 # and prints a summary. Python runs with -P so that the checkout itself never shadows the shim.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -92,20 +93,30 @@ step bench_warp 200 python3 -P -m coohoi.cli bench engine=warp engine.device="$D
 step bench_cpu16 90 python3 -P -m coohoi.cli bench engine=mujoco engine.nthread="$CPU_THREADS" \
   "bench.num_envs=$CPU_SIZES" bench.seconds=2.0 bench.rounds=2
 step parity 150 env COOHOI_TEST_WARP_DEVICE="$DEVICE" python3 -P -m pytest -q -s -p no:cacheprovider \
-  tests/test_warp_parity.py
+  tests/test_warp_parity.py tests/test_sync_free_step.py
 TRAIN_ENVS=${GPU_CHECK_TRAIN_ENVS:-4096}
-step train 600 python3 -P -m coohoi.cli train task=carry_box engine=warp engine.device="$DEVICE" \
-  engine.num_envs="$TRAIN_ENVS" train.max_epochs=100000 experiment=gpu_carry output_dir=/tmp/coohoi_runs
-cp /tmp/coohoi_runs/gpu_carry/metrics.jsonl "$OUT/train_metrics.jsonl" 2>/dev/null
+for algo in ppo td3; do
+  left=$((BUDGET - ($(date +%s) - START) - 10))
+  [ "$algo" = ppo ] && left=$((left / 2))
+  minutes=$(python3 -c "print(max(0.5, ($left - 60) / 60))")  # a minute for start-up, baselines and the last eval
+  step "train_$algo" "$left" python3 -P -m coohoi.cli train task=amp_locomotion train=$algo engine=warp \
+    engine.device="$DEVICE" engine.num_envs="$TRAIN_ENVS" train.max_epochs=100000 train.max_minutes="$minutes" \
+    train.eval.every=20 train.eval.num_envs=1024 experiment="gpu_loco_$algo" output_dir=/tmp/coohoi_runs
+  cp "/tmp/coohoi_runs/gpu_loco_$algo/metrics.jsonl" "$OUT/train_${algo}_metrics.jsonl" 2>/dev/null
+done
 
 # ---- summary ---------------------------------------------------------------------------------------------------
 {
   echo "==== coohoi GPU check summary ($(cat "$OUT/gpu.txt" 2>/dev/null)) ===="
-  for name in smoke bench_warp bench_cpu16 parity train; do echo "$name: ${STATUS[$name]:-not run}"; done
+  for name in smoke bench_warp bench_cpu16 parity train_ppo train_td3; do echo "$name: ${STATUS[$name]:-not run}"; done
   echo "---- smoke";            grep -E '^\[(ok|FAIL)\]' "$OUT/smoke.log" 2>/dev/null
   echo "---- Warp engine";      grep -E '^ *[0-9]+ |^ +N |engine=' "$OUT/bench_warp.log" 2>/dev/null
   echo "---- CPU engine, $CPU_THREADS threads"; grep -E '^ *[0-9]+ |^ +N |engine=' "$OUT/bench_cpu16.log" 2>/dev/null
   echo "---- parity";           grep -E 'passed|failed|error|worst' "$OUT/parity.log" 2>/dev/null | tail -5
-  echo "---- training (first and last epochs)"; grep -E '^epoch' "$OUT/train.log" 2>/dev/null | sed -n '1p;$p'
+  for algo in ppo td3; do
+    echo "---- training $algo (baselines, first and last epochs, summary)"
+    grep -E '^baselines|^trained policy' "$OUT/train_$algo.log" 2>/dev/null
+    grep -E '^epoch' "$OUT/train_$algo.log" 2>/dev/null | sed -n '1p;$p'
+  done
   echo "total $(($(date +%s) - START)) s"
 } | tee "$OUT/summary.txt"

@@ -50,6 +50,9 @@ def test_schedules_reach_zero():
               enumerate([100.0, 160.0, 160.0, 160.0, 120.0, 200.0, 200.0, 200.0, 300.0, 300.0, 300.0], start=1)]
     # drops when the episode length reaches 150 steps, at most once every 2 epochs, and stays at 0
     assert levels == [1.0, 0.75, 0.75, 0.5, 0.5, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0]
+    stalled = AssistCurriculum(AssistConfig(enabled=True, anneal_frames=1000, patience=1), 300)
+    # a policy that never gets there: the linear schedule still ends the assistance
+    assert [stalled.update(e, f, 30.0) for e, f in ((1, 0), (2, 600), (3, 1000))] == [1.0, 0.4, 0.0]
     assert AssistCurriculum(AssistConfig(enabled=False), 300).update(1, 0, 300.0) == 0.0
 
 

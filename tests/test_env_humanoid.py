@@ -170,12 +170,24 @@ def test_timeout_after_episode_length(dataset):
                               "task.env.enable_early_termination=false"))
     assert env.max_episode_length == 5
     env.reset()
+    speeds = []
+    engine_step = env.engine.step
+
+    def recording_step():  # the root speed of every state the episode reaches
+        engine_step()
+        speeds.append(env.engine.root_lin_vel[:, 0, :2].norm(dim=-1).clone())
+
+    env.engine.step = recording_step
     for _ in range(4):
         _, _, term, trunc, _ = env.step(torch.zeros(N, 28))
         assert not trunc.any() and not term.any()
     _, _, term, trunc, info = env.step(torch.zeros(N, 28))
+    del env.engine.step
     assert trunc.all() and not term.any()
     assert (info["episode_metrics"]["episode_length"] == 5.0).all()
+    expected = torch.stack(speeds).mean(0).float()
+    assert torch.allclose(info["episode_metrics"]["root_speed_mps"], expected, rtol=1e-5)
+    assert expected.max() > 0.01  # reference starts move
     assert (env.progress == 0).all()
 
 

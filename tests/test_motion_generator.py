@@ -88,6 +88,18 @@ def test_locomotion_dataset_lists_the_clips_without_the_box():
         assert MotionClip.load(MOTION_DIR / entry["file"]).object_pos is None
 
 
+def test_walking_dataset_lists_the_travelling_clips():
+    entries = yaml.safe_load((MOTION_DIR / generator.WALKING_DATASET_FILE).read_text())["clips"]
+    names = [entry["file"].removesuffix(".npz") for entry in entries]
+    assert names == ["walk_forward_0.8", "walk_forward_1.2", "walk_forward_1.6", "walk_backward", "walk_turn_left",
+                     "walk_turn_right", "sidestep_left", "sidestep_right"]
+    for entry in entries:
+        clip = MotionClip.load(MOTION_DIR / entry["file"])
+        assert clip.object_pos is None
+        travel = np.linalg.norm(clip.root_pos[-1, :2] - clip.root_pos[0, :2]) / clip.duration
+        assert travel > 0.25, entry["file"]  # m/s: every clip goes somewhere
+
+
 @pytest.mark.parametrize("file", SHIPPED_FILES)
 def test_shipped_clip_quality(file, quality):
     q = quality[file]
@@ -213,7 +225,7 @@ def test_generate_command_rebuilds_the_shipped_set_exactly(tmp_path):
     from coohoi.cli import main
 
     assert main(["motion", "generate", "--out-dir", str(tmp_path)]) == 0
-    datasets = [generator.DATASET_FILE, generator.LOCOMOTION_DATASET_FILE]
+    datasets = [generator.DATASET_FILE, generator.LOCOMOTION_DATASET_FILE, generator.WALKING_DATASET_FILE]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SHIPPED_FILES + datasets)
     for file in datasets:
         assert (tmp_path / file).read_text() == (MOTION_DIR / file).read_text()

@@ -1,7 +1,10 @@
 """The environment step never synchronises the host with the device (so that it can be captured as one graph): the
-check (coohoi.sync_check) on Warp's CPU device, and that it would catch a step that does."""
+check (coohoi.sync_check) on Warp's CPU device, and that it would catch a step that does.
+COOHOI_TEST_WARP_DEVICE=cuda:0 runs the env steps on a GPU under torch's own sync debug mode."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -13,6 +16,7 @@ from coohoi.sync_check import HostSyncError, forbid_host_sync
 
 pytest.importorskip("mujoco_warp")
 N = 4
+WARP_DEVICE = os.environ.get("COOHOI_TEST_WARP_DEVICE", "cpu")
 
 
 def test_the_check_catches_host_reads_and_data_dependent_shapes():
@@ -31,7 +35,7 @@ def test_the_check_catches_host_reads_and_data_dependent_shapes():
 
 @pytest.fixture(scope="module", params=["amp_locomotion", "carry_box"])
 def warp_env(request, dataset):
-    return make_env(env_config(request.param, dataset, N, "engine=warp", "engine.device=cpu",
+    return make_env(env_config(request.param, dataset, N, "engine=warp", f"engine.device={WARP_DEVICE}",
                                "task.env.reset_mode=mix"))
 
 
@@ -43,7 +47,7 @@ def test_env_steps_with_resets_and_faults_do_not_synchronise(warp_env):
     g = torch.Generator().manual_seed(0)
     ended = 0
     for i in range(2 * START_POOL_REFILL_STEPS + 1):  # two refills of the start pool
-        actions = torch.randn(N, 28, generator=g)
+        actions = torch.randn(N, 28, generator=g).to(env.device)
         if i == 3:
             actions[1, 4] = float("nan")  # a faulted world, reset in the same step
         if i == 5:
@@ -68,5 +72,5 @@ def test_the_check_fails_on_a_step_that_reads_a_value(warp_env, monkeypatch):
         return r, terms
 
     monkeypatch.setattr(env, "_task_reward", reward_with_item)
-    with forbid_host_sync(env.device), pytest.raises(HostSyncError, match="item"):
-        env.step(torch.zeros(N, 28))
+    with forbid_host_sync(env.device), pytest.raises((HostSyncError, RuntimeError), match="item|synchroniz"):
+        env.step(torch.zeros(N, 28, device=env.device))

@@ -40,6 +40,7 @@ from coohoi.motion.synthesis import (  # noqa: F401  (FPS, BOX_SIZE, rest_pose: 
 
 DATASET_FILE = "dataset.yaml"
 LOCOMOTION_DATASET_FILE = "locomotion.yaml"
+WALKING_DATASET_FILE = "walking.yaml"
 
 BOX_SKILL_WEIGHT = 1.5  # pickup and carry clips, as in the published set
 # Box held for carrying, relative to the pelvis in its heading frame: in front of the torso, hands at ~1 m.
@@ -349,7 +350,8 @@ def write_dataset(path: Path, entries: list[tuple[str, float]], about: str) -> P
 
 def generate_all(out_dir: str | Path | None = None, names: list[str] | None = None) -> list[Path]:
     """Write every clip (or only `names`) as `<name>.npz`; for the full set also dataset.yaml (every clip, weights as
-    in the published set: pick-up and carry 1.5, the rest 1.0) and locomotion.yaml (the clips without the box).
+    in the published set: pick-up and carry 1.5, the rest 1.0), locomotion.yaml (the clips without the box) and
+    walking.yaml (those of them that travel).
     Returns the paths written."""
     from coohoi.assets import ASSET_DIR
 
@@ -372,7 +374,16 @@ def generate_all(out_dir: str | Path | None = None, names: list[str] | None = No
         written.append(write_dataset(out / LOCOMOTION_DATASET_FILE,
                                      [(f"{p.name}.npz", p.weight) for p in plans if p.box is None],
                                      "The locomotion clips (no box), for locomotion-only AMP."))
+        walking = set(walking_skill_names())
+        written.append(write_dataset(out / WALKING_DATASET_FILE,
+                                     [(f"{p.name}.npz", p.weight) for p in plans if p.name in walking],
+                                     "The locomotion clips that travel (no idle, no turning on the spot, no box)."))
     return written
+
+
+def walking_skill_names() -> list[str]:
+    """The locomotion skills without the box whose root travels (forward, backward or sideways)."""
+    return [s.name for s in LOCOMOTION_SKILLS if not s.carry and (s.forward or s.leftward)]
 
 
 if __name__ == "__main__":
