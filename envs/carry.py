@@ -43,6 +43,9 @@ class CarryEnv(HumanoidEnv):
         self.target_quat[:, 0] = 1.0
         # First step at which the object came within the success distance of the target (-1: not yet).
         self.first_success_step = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        self.reached = torch.zeros(n, dtype=torch.bool, device=self.device)  # at the standing point this episode
+        self.held = torch.zeros(n, dtype=torch.bool, device=self.device)  # held the box long enough this episode
+        self.held_streak = torch.zeros(n, dtype=torch.long, device=self.device)  # steps holding it, in a row
         noisy = torch.zeros(TASK_OBS_SIZE, dtype=torch.bool, device=self.device)
         for part in TASK_OBS_NOISY_PARTS:
             noisy[TASK_OBS_LAYOUT[part]] = True
@@ -109,6 +112,9 @@ class CarryEnv(HumanoidEnv):
         self.target_quat = torch.where(mask[:, None], starts.task["target_quat"], self.target_quat)
         self.first_success_step = torch.where(mask, torch.full_like(self.first_success_step, -1),
                                               self.first_success_step)
+        self.reached &= ~mask
+        self.held &= ~mask
+        self.held_streak = torch.where(mask, torch.zeros_like(self.held_streak), self.held_streak)
 
     # ---- observation, reward, termination -------------------------------------------------------------------
     def _task_obs(self) -> torch.Tensor:
@@ -122,11 +128,19 @@ class CarryEnv(HumanoidEnv):
         return obs
 
     def _task_reward(self):
-        e = self.engine
+        e, c = self.engine, self.cfg
         current, target = self.handle_poses()
         hand_pos = self.rows(e.body_pos)[:, self.hand_body_ids]
-        return carry_reward(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.root_lin_vel), hand_pos,
-                            current, target, self.cfg)
+        reward, terms = carry_reward(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.root_lin_vel),
+                                     hand_pos, current, target, c)
+        # Progress trackers of the episode (metrics): reached the standing point; held the box (held reward above
+        # c.held_threshold) for c.held_seconds in a row.
+        envs = lambda v: v.view(self.num_envs, -1).all(dim=1)  # noqa: E731
+        self.reached |= envs(terms["walk_pos"] >= 1.0)
+        holding = envs(terms["held"] > c.held_threshold)
+        self.held_streak = torch.where(holding, self.held_streak + 1, torch.zeros_like(self.held_streak))
+        self.held |= self.held_streak * self.policy_dt >= c.held_seconds - 1e-9
+        return reward, terms
 
     def _task_terminated(self) -> dict[str, torch.Tensor]:
         if not self.cfg.enable_kicked_termination:
@@ -159,4 +173,6 @@ class CarryEnv(HumanoidEnv):
             "precision_cm": torch.where(success, 100.0 * dist, nan),
             "completion_time_s": torch.where(success & (first >= 0), first * self.policy_dt, nan),
             "placed_rate": state["placed"].view(self.num_envs, -1).all(dim=1).to(dist.dtype),
+            "reached_rate": self.reached.to(dist.dtype),
+            "held_rate": self.held.to(dist.dtype),
         }

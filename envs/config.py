@@ -114,6 +114,9 @@ class CarryEnvConfig(HumanoidEnvConfig):
 
     # Success (reference §8): object centre within this 3D distance of the target at resting height.
     success_distance: float = 0.2
+    # Progress metrics: an episode "held" the box once the held reward stayed above held_threshold for held_seconds.
+    held_threshold: float = 0.8
+    held_seconds: float = 1.0
     density_scale: float = 1.0 / 40.0  # the density observation is density * this (the 0.5 m, 5 kg box gives 1)
     # Gaussian noise on the object and target positions and corners of the task observation (published: 0.1).
     task_obs_noise_std: float = 0.1

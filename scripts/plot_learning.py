@@ -45,8 +45,9 @@ PANELS = (
     ("rewards/style_per_step", "style reward per step", None),
     ("amp/demo_logit", "discriminator logits (demo solid, policy dashed)", None),
 )
-CARRY_PANELS = (("episodes/success_rate", "success rate (training)", None),
-                ("reward_terms/held", "held reward per step", None))
+CARRY_PANELS = (("episodes/reached_rate", "training episodes that reached the box", None),
+                ("episodes/held_rate", "training episodes that held the box for 1 s", None),
+                ("episodes/success_rate", "training episodes that succeeded", None))
 
 
 def plot(runs: list[Path], out: Path) -> None:
@@ -57,7 +58,7 @@ def plot(runs: list[Path], out: Path) -> None:
 
     data = {run.name: load(run) for run in runs}
     panels = list(PANELS)
-    if any("episodes/success_rate" in r for _, rows in data.values() for r in rows):
+    if any("episodes/held_rate" in r for _, rows in data.values() for r in rows):
         panels += CARRY_PANELS
     fig, axes = plt.subplots(len(panels), 2, figsize=(12, 2.6 * len(panels)), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -100,11 +101,13 @@ def table(run: Path, every: int) -> str:
     keep = [i for i, r in enumerate(rows) if "eval/episode_length" in r]
     keep = [i for n, i in enumerate(keep) if n % max(every, 1) == 0 or i == keep[-1]] if keep else []
     z, zn = baselines.get("zero", {}), baselines.get("zero_noise", {})
+    carry = "eval/held_rate" in rows[-1]
+    carry_head = " reached (train / eval) | held 1 s (train / eval) | success (train / eval) |"
     lines = [f"{run.name}: baselines zero action {z.get('episode_length', float('nan')):.1f} steps, zero action + noise "
              f"{zn.get('episode_length', float('nan')):.1f} steps",
              "| epoch | frames | minutes | training ep len | eval ep len (full episodes) | eval root speed | style / step | "
-             "disc logits demo / policy |" + (" success (train / eval) |" if "eval/success_rate" in rows[-1] else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|" if "eval/success_rate" in rows[-1] else "")]
+             "disc logits demo / policy |" + (carry_head if carry else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if carry else "")]
     for i in keep:
         r = rows[i]
         line = (f"| {r['epoch']} | {r['frames'] / 1e6:.2f} M | {minutes[i]:.0f} | {r.get('episodes/length', float('nan')):.1f} "
@@ -112,8 +115,9 @@ def table(run: Path, every: int) -> str:
                 f"| {r.get('eval/root_speed_mps', float('nan')):.2f} m/s "
                 f"| {r['rewards/style_per_step']:.3f} | {r.get('amp/demo_logit', float('nan')):.2f} / "
                 f"{r.get('amp/policy_logit', float('nan')):.2f} |")
-        if "eval/success_rate" in r:
-            line += f" {100 * r.get('episodes/success_rate', 0):.1f}% / {100 * r['eval/success_rate']:.1f}% |"
+        if carry:
+            for key in ("reached_rate", "held_rate", "success_rate"):
+                line += f" {100 * r.get('episodes/' + key, 0):.1f}% / {100 * r.get('eval/' + key, 0):.1f}% |"
         lines.append(line)
     return "\n".join(lines)
 

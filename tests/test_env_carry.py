@@ -233,3 +233,33 @@ def test_seed_makes_starts_repeatable(env):
     env.reset()
     assert torch.allclose(env.engine.root_quat, first[0]) and torch.allclose(env.engine.object_pos, first[1])
     assert torch.allclose(env.target_pos, first[2])
+
+
+def test_reached_and_held_metrics_need_the_standing_point_and_a_second_of_holding(dataset, monkeypatch):
+    """Episode metrics of progress toward a carry: reached (walk_pos was 1: at the standing point) and held (the held
+    reward above 0.8 for 30 steps in a row, one second); a 29-step hold does not count."""
+    import coohoi.envs.carry as carry
+
+    env = make_env(env_config("carry_box", dataset, 3, "task.env.enable_early_termination=false",
+                              "task.env.enable_kicked_termination=false"))
+    real = carry.carry_reward
+    held_steps = {0: 30, 1: 29, 2: 0}
+
+    def scripted(*args):
+        reward, terms = real(*args)
+        step = int(env.progress[0]) - 1
+        terms = dict(terms)
+        terms["held"] = torch.tensor([0.9 if step < held_steps[i] else 0.5 for i in range(3)], dtype=reward.dtype)
+        terms["walk_pos"] = torch.tensor([1.0, 0.5, 0.5], dtype=reward.dtype)
+        return reward, terms
+
+    monkeypatch.setattr(carry, "carry_reward", scripted)
+    env.reset()
+    for _ in range(35):
+        env.step(torch.zeros(3, 28))
+    env.progress[:] = env.max_episode_length - 1
+    _, _, _, trunc, info = env.step(torch.zeros(3, 28))
+    assert trunc.all()
+    assert info["episode_metrics"]["reached_rate"].tolist() == [1.0, 0.0, 0.0]
+    assert info["episode_metrics"]["held_rate"].tolist() == [1.0, 0.0, 0.0]
+    assert not env.held.any() and not env.reached.any()  # the new episodes start afresh
