@@ -231,7 +231,10 @@ class OffPolicyAMP:
             self._step(self.actor_opt, actor_loss, self.actor)
             s["losses/actor"].append(actor_loss.detach())
         if self.updates % c.disc_every == 0:
-            policy = batch.amp_obs[:, 0][batch.valid]
+            # Policy samples: the batch's histories, an invalid one replaced by the first valid (fixed shapes, no
+            # host sync; invalid histories are rare, info/invalid_histories).
+            rows = torch.arange(batch.valid.shape[0], device=self.device)
+            policy = batch.amp_obs[torch.where(batch.valid, rows, batch.valid.long().argmax()), 0]
             demo = self.demo.sample(policy.shape[0])
             demo_in = self.amp_norm.normalize(demo).requires_grad_(True)
             terms = discriminator_loss(self.disc(demo_in), self.disc(self.amp_norm.normalize(policy)), demo_in,
@@ -292,6 +295,8 @@ class OffPolicyAMP:
             with torch.no_grad():
                 task_sum = task_sum + reward.mean()
                 style_sum = style_sum + self._style(info["amp_obs"]).mean()
+                for key, value in info["reward_terms"].items():
+                    self._stats[f"reward_terms/{key}"].append(value.mean())
             obs = next_obs
             t3 = time.perf_counter()
             env_time += t2 - t1

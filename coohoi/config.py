@@ -106,7 +106,7 @@ class SceneConfig:
 @dataclass
 class EngineConfig:
     name: str = "mujoco"
-    num_envs: int = 16
+    num_envs: int = 128  # the CPU default (enough for learning to show within minutes); engine=warp uses 4096
     policy_dt: float = 1.0 / 30.0  # the policy acts at 30 Hz (reference §2)
     decimation: int | None = None  # physics steps per policy step; None: policy_dt / scene.physics_dt (4 at 120 Hz)
     device: str = "cpu"

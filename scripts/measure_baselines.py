@@ -5,6 +5,11 @@ the environment steps per second of those episodes, and the worlds whose physics
 
     python scripts/measure_baselines.py                       # every variant of VARIANTS, 128 envs
     python scripts/measure_baselines.py --envs 256 --only loco_published loco_gear_limit
+    python scripts/measure_baselines.py --stress              # physics failures under saturated actions
+
+--stress drives 64 AMP-locomotion worlds for 300 steps with saturated actions (each action +1 or -1 at random, as a
+deterministic policy with a tanh output produces when it saturates) or with Gaussian actions of std 0.2, and counts
+the worlds whose physics failed (reset by the env) for each physics step and torque limit.
 """
 
 from __future__ import annotations
@@ -52,14 +57,46 @@ def measure(overrides: list[str], num_envs: int, seed: int, noise: float) -> dic
             "max_len": env.max_episode_length, "steps_per_s": steps / seconds}
 
 
+STRESS_VARIANTS = {
+    "1/120 s, no limit (published)": [],
+    "1/240 s, no limit": [f"task.scene.physics_dt={DT240}"],
+    "1/120 s, gear limit": ["task.scene.torque_limit=1.0"],
+    "1/120 s, twice the gears": ["task.scene.torque_limit=2.0"],
+}
+
+
+def stress(overrides: list[str], kind: str, steps: int = 300, num_envs: int = 64, seed: int = 5) -> dict[str, float]:
+    env = make_env(compose(["task=amp_locomotion", f"engine.num_envs={num_envs}", f"seed={seed}", *overrides]))
+    env.reset()
+    env.episode_summary()
+    g = torch.Generator().manual_seed(0)
+    ended = 0
+    for _ in range(steps):
+        a = torch.randn(num_envs, env.num_actions, generator=g)
+        _, _, terminated, truncated, _ = env.step(a.sign() if kind == "saturated" else 0.2 * a)
+        ended += int((terminated | truncated).sum())
+    summary = env.episode_summary()
+    return {"failed": summary["unstable_resets"], "ended": ended}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", type=int, default=128)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--noise", type=float, default=PUBLISHED_NOISE_STD, help="action noise std (exp(-2.9))")
     parser.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--stress", action="store_true", help="physics failures under saturated actions instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.stress:
+        print("64 AMP-locomotion worlds, 300 steps: worlds whose physics failed / episodes ended")
+        print("| physics | saturated actions (+-1) | Gaussian actions, std 0.2 |")
+        print("|---|---|---|")
+        for name, overrides in STRESS_VARIANTS.items():
+            sat, gauss = stress(overrides, "saturated"), stress(overrides, "gaussian")
+            print(f"| {name} | {sat['failed']:.0f} / {sat['ended']} | {gauss['failed']:.0f} / {gauss['ended']} |",
+                  flush=True)
+        return
     print(f"one episode per environment, {args.envs} environments, seed {args.seed}, noise std {args.noise:.4f}")
     print("| variant | zero action (steps) | zero + noise (steps) | full episodes (zero / noisy) | physics failures | "
           "env steps/s | settings |")

@@ -6,6 +6,7 @@ mean logits on demo and policy samples, each against frames and against wall-clo
 success rate and the held reward. Needs matplotlib (`pip install -e ".[plot]"`).
 
     python scripts/plot_learning.py runs/loco_ppo runs/loco_td3 --out docs/learning/loco.png [--table-every 50]
+    python scripts/plot_learning.py runs/* --summary 15      # one row per run
 """
 
 from __future__ import annotations
@@ -94,6 +95,33 @@ def plot(runs: list[Path], out: Path) -> None:
     print(f"wrote {out}")
 
 
+def _speed(row: dict) -> str:
+    return f"{row['eval/root_speed_mps']:.2f} m/s" if "eval/root_speed_mps" in row else "-"
+
+
+def summary(runs: list[Path], last_minutes: float) -> str:
+    """One row per run: its budget, baselines, and deterministic evaluations at the end, averaged over the last
+    `last_minutes` (single evaluations of 64 episodes fluctuate) and at their best."""
+    lines = [f"| run | minutes | frames | zero action / + noise | final eval (full episodes) | mean eval, last {last_minutes:.0f} min "
+             "| best eval | final root speed | final style / step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        baselines, rows = load(run)
+        minutes = wall_minutes(rows)
+        evals = [(m, r) for m, r in zip(minutes, rows) if "eval/episode_length" in r]
+        if not evals:
+            continue
+        end, last = evals[-1]
+        window = [r["eval/episode_length"] for m, r in evals if m >= end - last_minutes]
+        z, zn = baselines.get("zero", {}), baselines.get("zero_noise", {})
+        lines.append(f"| {run.name} | {minutes[-1]:.0f} | {rows[-1]['frames'] / 1e6:.2f} M "
+                     f"| {z.get('episode_length', float('nan')):.1f} / {zn.get('episode_length', float('nan')):.1f} "
+                     f"| {last['eval/episode_length']:.1f} ({100 * last.get('eval/full_episode_rate', 0):.0f}%) "
+                     f"| {sum(window) / len(window):.1f} | {max(r['eval/episode_length'] for _, r in evals):.1f} "
+                     f"| {_speed(last)} | {rows[-1].get('rewards/style_per_step', float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
 def table(run: Path, every: int) -> str:
     """Markdown table of every `every`-th evaluated epoch (and the last)."""
     baselines, rows = load(run)
@@ -112,7 +140,7 @@ def table(run: Path, every: int) -> str:
         r = rows[i]
         line = (f"| {r['epoch']} | {r['frames'] / 1e6:.2f} M | {minutes[i]:.0f} | {r.get('episodes/length', float('nan')):.1f} "
                 f"| {r['eval/episode_length']:.1f} ({100 * r.get('eval/full_episode_rate', 0):.0f}%) "
-                f"| {r.get('eval/root_speed_mps', float('nan')):.2f} m/s "
+                f"| {_speed(r)} "
                 f"| {r['rewards/style_per_step']:.3f} | {r.get('amp/demo_logit', float('nan')):.2f} / "
                 f"{r.get('amp/policy_logit', float('nan')):.2f} |")
         if carry:
@@ -127,7 +155,12 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, help="PNG to write")
     parser.add_argument("--table-every", type=int, default=1, help="print every n-th evaluation in the tables")
+    parser.add_argument("--summary", type=float, metavar="MINUTES",
+                        help="print one row per run instead, averaging evaluations over the last MINUTES")
     args = parser.parse_args()
+    if args.summary:
+        print(summary(args.runs, args.summary))
+        return
     for run in args.runs:
         print(table(run, args.table_every), "\n")
     if args.out:

@@ -198,7 +198,7 @@ def test_carry_rejects_several_humanoids(dataset):
 
 
 def test_default_task_config_composes():
-    cfg = compose(["engine.num_envs=2"])
+    cfg = compose(["task=carry_box", "engine.num_envs=2"])
     _, env_cfg, scene_cfg, engine_cfg = task_configs(cfg)
     assert cfg.task.name == "carry_box" and scene_cfg.object.kind == "box"
     assert env_cfg.success_distance == 0.2 and env_cfg.kicked_speed == 1.0 and env_cfg.carry_height == 0.6
