@@ -7,8 +7,10 @@
 For each scene and environment count N it times the engine's policy step (set PD targets, `decimation` physics
 steps, the engine's state refresh and checks) and the raw simulator stepping the same compiled model
 `decimation` times (mujoco.batch for engine=mujoco, a CUDA-graph loop of mujoco_warp.step for engine=warp), and
-prints both as policy steps per second summed over environments, with their ratio. Measurements alternate between
-the two in `bench.rounds` short rounds and keep each one's fastest, which discounts other load on the machine.
+prints both as policy steps per second summed over environments, with their ratio. On the CPU it also times raw
+stepping that computes the position and velocity stages at the state reached ("raw with state"): the engine must
+run them so that tasks observe the new state, so that ratio is the engine's own overhead alone. Measurements
+alternate in `bench.rounds` short rounds and keep each one's fastest, which discounts other load on the machine.
 
 Then it trains the configured task (default carry_box) for a few epochs at `bench.training_num_envs` and prints
 the whole loop's throughput (environment + policy + learning) next to the environment-only figure of the same run.
@@ -60,6 +62,9 @@ class BenchRow:
     engine_rate: float  # policy steps per second, summed over environments
     raw_rate: float | None  # raw physics steps per second / decimation, summed over environments
     memory: dict[str, float]
+    # mujoco.batch only: raw stepping that also computes the new state's kinematics and velocities (the stages the
+    # engine must run so that tasks observe the state reached), per second / decimation
+    raw_state_rate: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -111,14 +116,15 @@ class _EngineLoop:
         self.targets = _targets(self.engine)
 
     def step(self) -> None:
-        self.engine.set_pd_targets(self.targets)
+        self.engine.set_pd_targets(self.targets, check=False)  # tasks check their actions themselves
         self.engine.step()
 
 
 class _RawMujocoLoop:
-    """mujoco.batch stepping the same model, controls held at the same targets."""
+    """mujoco.batch stepping the same model, controls held at the same targets; with_state also computes the
+    position and velocity stages at the state reached, as the engine does."""
 
-    def __init__(self, scene: Scene, engine: Engine, targets: torch.Tensor):
+    def __init__(self, scene: Scene, engine: Engine, targets: torch.Tensor, with_state: bool = False):
         import os
 
         import mujoco.batch
@@ -128,9 +134,10 @@ class _RawMujocoLoop:
         self.batch.reset()
         self.batch.bind("ctrl")[:, scene.actuator_ids.flatten()] = targets.flatten(1).cpu().double().numpy()
         self.decimation = engine.decimation
+        self.stage = int(mujoco.mjtStage.mjSTAGE_VEL if with_state else mujoco.mjtStage.mjSTAGE_NONE)
 
     def step(self) -> None:
-        self.batch.step(nstep=self.decimation)
+        self.batch.step(nstep=self.decimation, stage=self.stage)
 
 
 class _RawWarpLoop:
@@ -182,25 +189,26 @@ def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> 
     engine = loop.engine
     on_cuda = engine.device.type == "cuda"
     sync_engine = (lambda: torch.cuda.synchronize(engine.device)) if on_cuda else (lambda: None)
-    raw = None
+    loops = {"engine": loop}
     if settings.raw:
         if engine_cfg.name == "warp":
-            raw = _RawWarpLoop(scene, engine, loop.targets)
+            loops["raw"] = _RawWarpLoop(scene, engine, loop.targets)
         else:
-            raw = _RawMujocoLoop(scene, engine, loop.targets)
+            loops["raw"] = _RawMujocoLoop(scene, engine, loop.targets)
+            loops["raw_state"] = _RawMujocoLoop(scene, engine, loop.targets, with_state=True)
     for _ in range(settings.warmup_steps):
-        loop.step()
-        if raw is not None:
-            raw.step()
-    sync_raw = getattr(raw, "sync", lambda: None)
-    best_engine, best_raw = float("inf"), float("inf")
+        for timed in loops.values():
+            timed.step()
+    syncs = {name: sync_engine if name == "engine" else getattr(timed, "sync", lambda: None)
+             for name, timed in loops.items()}
+    best = {name: float("inf") for name in loops}
     chunk = settings.seconds / settings.rounds
-    for _ in range(settings.rounds):
-        best_engine = min(best_engine, _timed(loop.step, sync_engine, chunk, settings.min_steps))
-        if raw is not None:
-            best_raw = min(best_raw, _timed(raw.step, sync_raw, chunk, settings.min_steps))
+    for _ in range(settings.rounds):  # alternating, so that other load on the machine hits all alike
+        for name, timed in loops.items():
+            best[name] = min(best[name], _timed(timed.step, syncs[name], chunk, settings.min_steps))
     memory = engine.memory_stats() if hasattr(engine, "memory_stats") else {}
-    return BenchRow(n, n / best_engine, n / best_raw if raw is not None else None, memory)
+    rate = {name: n / seconds for name, seconds in best.items()}
+    return BenchRow(n, rate["engine"], rate.get("raw"), memory, rate.get("raw_state"))
 
 
 def format_table(title: str, engine_cfg: EngineConfig, decimation: int, rows: list[BenchRow]) -> str:
@@ -209,10 +217,13 @@ def format_table(title: str, engine_cfg: EngineConfig, decimation: int, rows: li
     lines = [f"{title}: engine={engine_cfg.name} ({where}), decimation {decimation}, "
              f"rates in policy steps/s summed over environments",
              f"{'N':>6} {'engine':>12} {'raw ' + raw_name + '/dec':>22} {'ratio':>6}"
+             + (f" {'raw with state':>15} {'ratio':>6}" if any(r.raw_state_rate for r in rows) else "")
              + (f" {'GPU MiB (warp/torch/device)':>28}" if any(r.memory for r in rows) else "")]
     for r in rows:
         line = f"{r.num_envs:>6} {r.engine_rate:>12,.0f} " + (f"{r.raw_rate:>22,.0f} {r.ratio:>6.1%}" if r.raw_rate
                                                               else f"{'-':>22} {'-':>6}")
+        if r.raw_state_rate:
+            line += f" {r.raw_state_rate:>15,.0f} {r.engine_rate / r.raw_state_rate:>6.1%}"
         if r.memory:
             m = r.memory
             line += f" {m.get('warp_mempool_peak_mib', 0):>10,.0f}/{m.get('torch_max_allocated_mib', 0):,.0f}" \

@@ -46,6 +46,7 @@ class CarryEnv(HumanoidEnv):
         self.reached = torch.zeros(n, dtype=torch.bool, device=self.device)  # at the standing point this episode
         self.held = torch.zeros(n, dtype=torch.bool, device=self.device)  # held the box long enough this episode
         self.held_streak = torch.zeros(n, dtype=torch.long, device=self.device)  # steps holding it, in a row
+        self._step_poses: tuple[HandlePose, HandlePose] | None = None  # see _poses()
         noisy = torch.zeros(TASK_OBS_SIZE, dtype=torch.bool, device=self.device)
         for part in TASK_OBS_NOISY_PARTS:
             noisy[TASK_OBS_LAYOUT[part]] = True
@@ -108,6 +109,7 @@ class CarryEnv(HumanoidEnv):
         return reach + half[:, :2].norm(dim=-1) + self.cfg.box_clearance
 
     def _after_reset(self, mask: torch.Tensor, starts) -> None:
+        self._step_poses = None
         self.target_pos = torch.where(mask[:, None], starts.task["target_pos"], self.target_pos)
         self.target_quat = torch.where(mask[:, None], starts.task["target_quat"], self.target_quat)
         self.first_success_step = torch.where(mask, torch.full_like(self.first_success_step, -1),
@@ -119,17 +121,17 @@ class CarryEnv(HumanoidEnv):
     # ---- observation, reward, termination -------------------------------------------------------------------
     def _task_obs(self) -> torch.Tensor:
         e = self.engine
-        current, target = self.handle_poses()
+        current, target = self._poses()
         density = self.per_row(e.object_mass / (8.0 * e.object_half_extents.prod(dim=-1))) * self.cfg.density_scale
         obs = carry_task_obs(self.rows(e.root_pos), self.rows(e.root_quat), current, target,
-                             self.per_row(e.object_lin_vel), self.per_row(e.object_ang_vel), density)
+                             self.per_row(e.object_lin_vel), self.per_row(e.object_ang_vel), density).to(torch.float32)
         if self.cfg.task_obs_noise_std > 0:
-            obs = obs + self.cfg.task_obs_noise_std * self._randn(obs.shape) * self._noisy_task_obs
+            obs = obs + self.cfg.task_obs_noise_std * self._randn(obs.shape, torch.float32) * self._noisy_task_obs
         return obs
 
     def _task_reward(self):
         e, c = self.engine, self.cfg
-        current, target = self.handle_poses()
+        current, target = self._poses()
         hand_pos = self.rows(e.body_pos)[:, self.hand_body_ids]
         reward, terms = carry_reward(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.root_lin_vel),
                                      hand_pos, current, target, c)
@@ -155,7 +157,13 @@ class CarryEnv(HumanoidEnv):
         """[num_envs] 3D distance of the object centre from the target (at resting height)."""
         return (self.engine.object_pos - self.target_pos).norm(dim=-1)
 
+    def _poses(self) -> tuple[HandlePose, HandlePose]:
+        """handle_poses(), computed once per step between the physics and the resets (reward, metrics and the
+        final observation share it; a reset, which every step ends with, clears it)."""
+        return self._step_poses or self.handle_poses()
+
     def _after_physics(self) -> None:
+        self._step_poses = self.handle_poses()
         within = self.object_target_distance() < self.cfg.success_distance
         self.first_success_step = torch.where(within & (self.first_success_step < 0), self.progress,
                                               self.first_success_step)
@@ -165,7 +173,7 @@ class CarryEnv(HumanoidEnv):
         success = dist < self.cfg.success_distance
         nan = torch.full_like(dist, float("nan"))
         first = self.first_success_step.to(dist.dtype)
-        current, target = self.handle_poses()
+        current, target = self._poses()
         state = carry_state(current, target, self.cfg)
         return {
             "success_rate": success.to(dist.dtype),

@@ -19,14 +19,16 @@ The env contract (what learners, adapters and evaluation rely on; tests/fake_tas
     faulted [num_envs] bool: worlds reset because their physics failed or their actions were not finite;
     final_obs [rows, num_obs] (only with env.keep_final_obs = True): the observation of the state reached, before
         any reset (learners that bootstrap from time-outs need it); zeros for faulted worlds;
-- `amp_hist` [rows, amp_history, 125]: the AMP history of the current state (after this step's resets);
+- `amp_hist` [rows, amp_history, 125] (float32): the AMP history of the current state (after this step's resets);
 - `episode_summary()`: means over the episodes that ended since the last call, and fault counts (one host sync);
 - `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library;
 - `set_assist_level(level)`: the assistance curriculum's level in [0, 1] (envs.assist; 0 = off).
 
 A step has fixed shapes and never synchronises with the host on the GPU engine: environments that end are reset
-by mask from a pool of pre-sampled start states, refilled every START_POOL_REFILL_STEPS steps (sampling a batch of
-starts costs about the same for 16 or 1,024 of them, so one large batch beats a small one per step).
+by mask from a pool of pre-sampled start states, redrawn every START_POOL_REFILL_STEPS steps. Drawing starts has a
+fixed cost (about 3 ms on the CPU) and a cost per start (reference starts about 0.04 ms each: the clip's state
+and AMP history), so one batch per period beats a small one per step, and a pool that environments take from in
+turn needs far fewer starts than one reserved per environment.
 """
 
 from __future__ import annotations
@@ -53,10 +55,14 @@ from coohoi.rotations import quat_mul, quat_rotate, yaw_quat
 
 log = logging.getLogger(__name__)
 
-# Start states kept per environment, and environment steps between refills of the whole pool. An environment that
-# ends more than START_POOL_DEPTH episodes within one refill period starts again from a state it used before.
-START_POOL_DEPTH = 2
-START_POOL_REFILL_STEPS = 8
+# The start pool holds START_POOL_SIZE starts per environment and is redrawn every START_POOL_REFILL_STEPS steps;
+# the environments that end take its next unused starts in turn. Untrained AMP-locomotion episodes (about 1 s)
+# end 9 per step at 256 environments: 300 of the pool's 512 starts per period. If more end within a period the
+# pool is used again from its first start (counted: reused_starts in episode_summary()). Measured on the 2-core
+# CPU (scripts/profile_epoch.py): 0.7 ms per step for reference starts at 256 environments, against 3 ms with two
+# starts reserved per environment and a redraw every 8 steps.
+START_POOL_SIZE = 2
+START_POOL_REFILL_STEPS = 32
 
 
 def pd_action_offset_scale(dof_limits: np.ndarray, cfg: HumanoidEnvConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +97,29 @@ class Starts:
     def map(self, fn) -> "Starts":
         state = SimState(self.humanoid, self.object).map(fn)
         return Starts(state.humanoid, state.object, fn(self.amp_history), {k: fn(v) for k, v in self.task.items()})
+
+
+class StartPool:
+    """Starts packed row by row into one tensor [size, width] (in the engine's float type), so that taking any
+    rows is a single gather rather than one per field."""
+
+    def __init__(self, starts: Starts, dtype: torch.dtype):
+        leaves = []
+        self._layout = starts.map(lambda t: leaves.append(t) or t[:0])  # the structure, empty
+        self._fields = [(tuple(t.shape[1:]), t.dtype, t[0].numel()) for t in leaves]
+        self.rows = torch.cat([t.reshape(t.shape[0], -1).to(dtype) for t in leaves], dim=1)
+
+    def take(self, index: torch.Tensor) -> Starts:
+        """The starts at these rows (index [n])."""
+        rows, fields, offset = self.rows[index], iter(self._fields), 0
+
+        def unpack(_):
+            nonlocal offset
+            shape, dtype, width = next(fields)
+            offset += width
+            return rows[:, offset - width:offset].view((-1,) + shape).to(dtype)
+
+        return self._layout.map(unpack)
 
 
 class HumanoidEnv:
@@ -142,16 +171,15 @@ class HumanoidEnv:
         n = self.num_envs
         self.progress = torch.zeros(n, dtype=torch.long, device=self.device)
         self.distance = torch.zeros(n, dtype=self.dtype, device=self.device)  # horizontal root path this episode
-        self.amp_hist = torch.zeros(self.num_rows, self.amp_history, AMP_FEATURE_SIZE, dtype=self.dtype,
-                                    device=self.device)
-        self._env_index = torch.arange(n, device=self.device)
-        self._pool: Starts | None = None
-        self._pool_next = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.amp_hist = torch.zeros(self.num_rows, self.amp_history, AMP_FEATURE_SIZE, dtype=torch.float32,
+                                    device=self.device)  # in the discriminator's precision
+        self._pool: StartPool | None = None
+        self._pool_used = torch.zeros((), dtype=torch.long, device=self.device)  # starts taken since the redraw
         self._steps = 0
-        self._episode_sums: dict[str, torch.Tensor] = {}
-        self._episode_counts: dict[str, torch.Tensor] = {}
+        self._episode_keys: list[str] = []  # the metrics of step()'s info["episode_metrics"], in order
+        self._episode_totals: torch.Tensor | None = None  # [2, num_metrics]: sums and counts over ended episodes
         self._fault_counts = {k: torch.zeros((), dtype=torch.long, device=self.device)
-                              for k in ("unstable", "nonfinite_actions")}
+                              for k in ("unstable", "nonfinite_actions", "reused_starts")}
         self.unstable_resets_total = 0
         self.assist = None  # envs.assist.AssistConfig-like settings, from set_assist()
         self.assist_level = 0.0
@@ -181,8 +209,8 @@ class HumanoidEnv:
         u = torch.rand(n, generator=self.generator, dtype=self.dtype, device=self.device)
         return lo + (hi - lo) * u
 
-    def _randn(self, shape) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator, dtype=self.dtype, device=self.device)
+    def _randn(self, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, dtype=dtype or self.dtype, device=self.device)
 
     # ---- task hooks -----------------------------------------------------------------------------------------
     def _object_starts(self, humanoid: HumanoidState) -> tuple[ObjectState, dict[str, torch.Tensor]]:
@@ -280,7 +308,7 @@ class HumanoidEnv:
             lin, ang = quat_rotate(turn, lin), quat_rotate(turn, ang)
         shape = lambda x: x.unflatten(0, (n, k))  # noqa: E731
         state = HumanoidState(shape(root_pos), shape(root_quat), shape(lin), shape(ang), shape(dof), shape(dof_vel))
-        return state, shape(hist)
+        return state, shape(hist.to(torch.float32))
 
     def _apply_starts(self, mask: torch.Tensor, starts: Starts) -> None:
         """Start new episodes in the environments of mask [num_envs] from their rows of `starts` (full size)."""
@@ -295,16 +323,20 @@ class HumanoidEnv:
         self._after_reset(mask, starts)
 
     def _refill_pool(self) -> None:
-        self._pool = self.sample_starts(START_POOL_DEPTH * self.num_envs)
-        self._pool_next.zero_()
+        self._pool = StartPool(self.sample_starts(START_POOL_SIZE * self.num_envs), self.dtype)
+        self._pool_used.zero_()
 
     def _reset_ended(self, ended: torch.Tensor) -> None:
-        """Reset the environments in `ended` from the start pool (fixed shapes: no host sync)."""
+        """Reset the environments in `ended` from the start pool's next unused starts (no host sync)."""
         if self._pool is None or self._steps % START_POOL_REFILL_STEPS == 0:
             self._refill_pool()
-        index = self._pool_next * self.num_envs + self._env_index
-        self._apply_starts(ended, self._pool.map(lambda t: t[index]))
-        self._pool_next = (self._pool_next + ended.long()) % START_POOL_DEPTH
+        size = START_POOL_SIZE * self.num_envs
+        taken = torch.cumsum(ended.long(), 0)  # the k-th ending environment takes the pool's k-th unused start
+        index = (self._pool_used + taken - 1) % size
+        self._apply_starts(ended, self._pool.take(index))
+        used = self._pool_used + taken[-1]
+        self._fault_counts["reused_starts"] += (used - size).clamp(min=0) - (self._pool_used - size).clamp(min=0)
+        self._pool_used = used
 
     def reset_envs(self, env_ids, reference=None) -> None:
         """Start new episodes in the given environments (the others are untouched).
@@ -336,12 +368,13 @@ class HumanoidEnv:
         e = self.engine
         obs = proprioception(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.body_pos),
                              self.rows(e.body_quat), self.rows(e.body_lin_vel), self.rows(e.body_ang_vel))
+        obs = obs.to(torch.float32)  # the policy's precision; the noise is drawn in it too (half the cost on the CPU)
         if self.cfg.proprio_noise_std > 0:
-            obs = obs + self.cfg.proprio_noise_std * self._randn(obs.shape)
+            obs = obs + self.cfg.proprio_noise_std * self._randn(obs.shape, torch.float32)
         task = self._task_obs()
         if task is not None:
-            obs = torch.cat((obs, task), dim=-1)
-        return obs.to(torch.float32)
+            obs = torch.cat((obs, task.to(torch.float32)), dim=-1)
+        return obs
 
     # ---- assistance -----------------------------------------------------------------------------------------
     def set_assist(self, cfg) -> None:
@@ -407,10 +440,11 @@ class HumanoidEnv:
         self.distance += torch.where(faulted, torch.zeros_like(speed), speed) * self.policy_dt
         faulted_row = self.per_row(faulted)
 
-        # A world that failed keeps its last valid history: the discriminator never sees NaN.
-        new_hist = torch.cat((self.amp_frame().unsqueeze(1), self.amp_hist[:, :-1]), dim=1)
-        self.amp_hist = torch.where(faulted_row[:, None, None], self.amp_hist, new_hist)
-        amp_obs = self.amp_hist.flatten(1).to(torch.float32)
+        # A world that failed repeats its last valid frame: the discriminator never sees NaN. A new tensor each
+        # step, so that the amp_obs returned never change afterwards.
+        frame = torch.where(faulted_row[:, None], self.amp_hist[:, 0], self.amp_frame().to(torch.float32))
+        self.amp_hist = torch.cat((frame.unsqueeze(1), self.amp_hist[:, :-1]), dim=1)
+        amp_obs = self.amp_hist.flatten(1)
 
         self._after_physics()
         reward, terms = self._task_reward()
@@ -446,33 +480,38 @@ class HumanoidEnv:
 
     # ---- per-episode metrics --------------------------------------------------------------------------------
     def _record_episodes(self, ended: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
-        """Add the metrics [num_envs] of the episodes in `ended` to the running sums (on the device)."""
-        for key, v in metrics.items():
-            valid = ended & torch.isfinite(v)
-            add = torch.where(valid, v, torch.zeros_like(v)).sum(dtype=torch.float64)
-            self._episode_sums[key] = self._episode_sums.get(key, 0.0) + add
-            self._episode_counts[key] = self._episode_counts.get(key, 0) + valid.sum()
+        """Add the metrics [num_envs] of the episodes in `ended` to the running sums and counts (on the device, all
+        metrics in one batch; a metric counts where it is finite)."""
+        values = torch.stack([v.to(torch.float64) for v in metrics.values()])  # [num_metrics, num_envs]
+        valid = ended & torch.isfinite(values)
+        totals = torch.stack((torch.where(valid, values, 0.0).sum(dim=1), valid.sum(dim=1).to(torch.float64)))
+        if self._episode_totals is None:
+            self._episode_keys, self._episode_totals = list(metrics), totals
+        else:
+            self._episode_totals += totals
 
     def episode_summary(self, clear: bool = True) -> dict[str, float]:
         """Means over the episodes that ended since the last call (e.g. one epoch); metrics that apply only to
         some episodes (precision: successes) average over those. Also num_episodes and the environments reset
         because their physics failed (unstable_resets) or their actions were not finite (nonfinite_action_resets),
-        which are logged as warnings. One host synchronisation."""
-        keys = list(self._episode_sums)
-        scalars = ([self._episode_sums[k] for k in keys] + [self._episode_counts[k] for k in keys]
-                   + [self._fault_counts["unstable"], self._fault_counts["nonfinite_actions"]])
-        values = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.device) for v in scalars]).tolist()
-        sums, counts, (unstable, nonfinite) = values[:len(keys)], values[len(keys):2 * len(keys)], values[-2:]
+        which are logged as warnings, and the starts taken a second time from an exhausted start pool
+        (reused_starts). One host synchronisation."""
+        keys = self._episode_keys if self._episode_totals is not None else []
+        totals = self._episode_totals.flatten() if keys else torch.zeros(0, dtype=torch.float64, device=self.device)
+        faults = torch.stack(list(self._fault_counts.values())).to(torch.float64)
+        values = torch.cat((totals, faults)).tolist()
+        sums, counts = values[:len(keys)], values[len(keys):2 * len(keys)]
+        unstable, nonfinite, reused = values[2 * len(keys):]
         out = {"num_episodes": counts[keys.index("episode_length")] if "episode_length" in keys else 0.0}
         out.update({k: s / c for k, s, c in zip(keys, sums, counts) if c > 0})
-        out["unstable_resets"], out["nonfinite_action_resets"] = unstable, nonfinite
+        out["unstable_resets"], out["nonfinite_action_resets"], out["reused_starts"] = unstable, nonfinite, reused
         if unstable or nonfinite:
             self.unstable_resets_total += int(unstable)
             log.warning("reset %d environment(s) whose physics became unstable and %d whose actions were not finite "
                         "(%d unstable so far)", unstable, nonfinite, self.unstable_resets_total)
         self.engine.check_faults()
         if clear:
-            self._episode_sums, self._episode_counts = {}, {}
+            self._episode_totals = None
             for v in self._fault_counts.values():
                 v.zero_()
         return out

@@ -10,18 +10,20 @@ from coohoi import bench
 from coohoi.cli import compose, main
 
 
-def test_bench_prints_engine_raw_and_ratio_per_scene(capsys):
+def test_bench_prints_engine_raw_and_ratios_per_scene(capsys):
     cfg = compose(["bench.num_envs=[2]", "bench.seconds=0.05", "bench.rounds=1", "bench.warmup_steps=1",
                    "engine.nthread=1", "bench.training_num_envs=[]"])
     assert bench.run(cfg) == 0
     out = capsys.readouterr().out
     assert "1 humanoid + box" in out and "2 humanoids + long box" in out
-    rows = re.findall(r"^\s+2\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)%$", out, flags=re.M)
+    rows = re.findall(r"^\s+2\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)%\s+([\d,]+)\s+([\d.]+)%$", out, flags=re.M)
     assert len(rows) == 2, out
-    for engine_rate, raw_rate, ratio in rows:
-        engine_rate, raw_rate = float(engine_rate.replace(",", "")), float(raw_rate.replace(",", ""))
-        assert engine_rate > 0 and raw_rate > 0
+    for engine_rate, raw_rate, ratio, raw_state_rate, state_ratio in rows:
+        engine_rate, raw_rate, raw_state_rate = (float(x.replace(",", "")) for x in (engine_rate, raw_rate,
+                                                                                     raw_state_rate))
+        assert engine_rate > 0 and raw_rate > 0 and raw_state_rate > 0
         assert float(ratio) == pytest.approx(100 * engine_rate / raw_rate, abs=1.0)
+        assert float(state_ratio) == pytest.approx(100 * engine_rate / raw_state_rate, abs=1.0)
 
 
 def test_training_throughput_is_printed_next_to_env_only(capsys):

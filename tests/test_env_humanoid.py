@@ -14,7 +14,7 @@ from coohoi import humanoid as hum
 from coohoi.assets import ASSET_DIR
 from coohoi.cli import compose
 from coohoi.envs import AmpLocomotionEnv, EnvConfigError, make_env
-from coohoi.envs.humanoid_env import pd_action_offset_scale
+from coohoi.envs.humanoid_env import START_POOL_SIZE, pd_action_offset_scale
 from coohoi.motion.amp_features import AMP_FEATURE_SIZE
 from coohoi.rotations import quat_from_axis_angle
 
@@ -103,17 +103,17 @@ def test_amp_history_equals_motion_library_for_reference_starts(env):
     clip_ids = torch.tensor([0, 1, 0, 1])
     times = torch.tensor([0.0, 0.05, 1.0, lib.clip_durations[1].item() - 0.01], dtype=torch.float64)
     env.reset_envs(torch.arange(N), reference=(clip_ids, times))
-    expected = lib.amp_features(clip_ids, times, env.amp_history, env.policy_dt).to(torch.float64)
+    expected = lib.amp_features(clip_ids, times, env.amp_history, env.policy_dt).to(torch.float32)
     assert expected.shape == (N, 10, 125)
     # frame 0 comes from the simulator's state (random heading and position), the rest is back-filled
     assert torch.allclose(env.amp_hist, expected, atol=1e-4)
-    assert torch.allclose(env.amp_frame(), expected[:, 0], atol=1e-4)
+    assert torch.allclose(env.amp_frame().float(), expected[:, 0], atol=1e-4)
     # at time 0 the past is the first frame repeated (non-looping clip)
     assert torch.allclose(env.amp_hist[0, 1:], expected[0, :1].expand(9, -1), atol=1e-4)
     # a step pushes a new frame in front and shifts the history
     before = env.amp_hist.clone()
     _, _, term, trunc, info = env.step(torch.zeros(N, 28))
-    hist = info["amp_obs"].view(N, 10, 125).to(torch.float64)
+    hist = info["amp_obs"].view(N, 10, 125)
     keep = ~(term | trunc)
     assert torch.allclose(hist[keep, 1:], before[keep, :-1], atol=1e-5)
     assert not torch.allclose(hist[keep, 0], before[keep, 0], atol=1e-3)
@@ -134,7 +134,7 @@ def test_default_start_back_fills_with_the_start_frame(dataset):
     assert torch.allclose(env.engine.dof_pos, torch.zeros_like(env.engine.dof_pos))
     assert torch.allclose(env.engine.root_pos[:, 0, 2], torch.full((N,), hum.SPAWN_ROOT_HEIGHT, dtype=torch.float64))
     assert torch.allclose(env.amp_hist, env.amp_hist[:, :1].expand_as(env.amp_hist))
-    assert torch.allclose(env.amp_hist[:, 0], env.amp_frame(), atol=1e-6)
+    assert torch.allclose(env.amp_hist[:, 0], env.amp_frame().float(), atol=1e-6)
 
 
 def test_mix_reset_uses_both_kinds_of_start(dataset):
@@ -154,8 +154,8 @@ def test_subset_auto_reset(env):
     assert trunc.tolist() == [False, True, False, False] and not term.any()
     assert env.progress.tolist() == [2, 0, 2, 2]
     # the ended env starts afresh; amp_obs still judges the transition that happened before the reset
-    assert torch.allclose(env.amp_hist[1, 0], env.amp_frame()[1], atol=1e-6)
-    assert not torch.allclose(info["amp_obs"][1, :125].double(), env.amp_hist[1, 0], atol=1e-3)
+    assert torch.allclose(env.amp_hist[1, 0], env.amp_frame()[1].float(), atol=1e-6)
+    assert not torch.allclose(info["amp_obs"][1, :125], env.amp_hist[1, 0], atol=1e-3)
     assert info["episode_metrics"]["episode_length"][1] == env.max_episode_length
     # the others went on from where they were (not reset): their root moved continuously
     moved = (env.engine.root_pos[:, 0] - before.humanoid.root_pos[:, 0]).norm(dim=-1)
@@ -163,6 +163,22 @@ def test_subset_auto_reset(env):
     summary = env.episode_summary()
     assert summary["num_episodes"] == 1.0 and summary["episode_length"] == env.max_episode_length
     assert env.episode_summary()["num_episodes"] == 0.0
+
+
+def test_ending_environments_take_the_start_pool_in_turn_and_reuse_is_counted(env):
+    """The k-th environment to end takes the pool's k-th unused start; past the pool's end (START_POOL_SIZE
+    starts per environment) starts are taken again from its first and counted as reused_starts."""
+    env.reset()
+    env.episode_summary()
+    env._refill_pool()
+    pool_root = env._pool.take(torch.arange(START_POOL_SIZE * N)).humanoid.root_pos[:, 0]
+    assert pool_root.shape[0] == START_POOL_SIZE * N == 8
+    env._reset_ended(torch.tensor([False, True, False, True]))  # takes starts 0 and 1
+    assert torch.equal(env.engine.root_pos[[1, 3], 0], pool_root[[0, 1]])
+    for _ in range(2):
+        env._reset_ended(torch.ones(N, dtype=torch.bool))  # starts 2-5, then 6, 7, 0, 1
+    assert torch.equal(env.engine.root_pos[:, 0], pool_root[[6, 7, 0, 1]])
+    assert env.episode_summary()["reused_starts"] == 2.0 and env.episode_summary()["reused_starts"] == 0.0
 
 
 def test_timeout_after_episode_length(dataset):
@@ -286,7 +302,7 @@ def test_shipped_clips_give_library_amp_features(task):
         clip_ids = (torch.arange(8) + first) % lib.num_clips
         times = torch.rand(8, generator=g, dtype=torch.float64) * lib.clip_durations[clip_ids]
         env.reset_envs(torch.arange(8), reference=(clip_ids, times))
-        expected = lib.amp_features(clip_ids, times, env.amp_history, env.policy_dt).to(torch.float64)
+        expected = lib.amp_features(clip_ids, times, env.amp_history, env.policy_dt).to(torch.float32)
         assert torch.allclose(env.amp_hist, expected, atol=1e-4)
     _, _, _, _, info = env.step(torch.zeros(8, 28))
     assert info["amp_obs"].shape == (8, env.num_amp_obs)

@@ -194,7 +194,7 @@ class Engine(abc.ABC):
         zeros = lambda *shape: torch.zeros(shape, dtype=self.dtype, device=self.device)  # noqa: E731
         self.root_ang_vel = zeros(n, k, 3)
         self.body_lin_vel = zeros(n, k, hum.NUM_BODIES, 3)
-        self.body_ang_vel = zeros(n, k, hum.NUM_BODIES, 3)
+        self.body_ang_vel = self._body_cvel[..., 0:3]  # the same at every point of a body: a view, no copy
         self.contact_forces = zeros(n, k, hum.NUM_BODIES, 3)
         self.object_ang_vel = zeros(n, 3)
         self.unstable = torch.zeros(n, dtype=torch.bool, device=self.device)
@@ -212,7 +212,6 @@ class Engine(abc.ABC):
         # cvel is the spatial velocity (angular, linear) at the tree's centre of mass; move it to each body origin.
         ang, lin_at_com = self._body_cvel[..., 0:3], self._body_cvel[..., 3:6]
         offset = self.body_pos - self._root_subtree_com.unsqueeze(2)
-        self.body_ang_vel.copy_(ang)
         torch.cross(ang, offset, dim=-1, out=self.body_lin_vel).add_(lin_at_com)
         # The contact sensor reports the force the body exerts; tasks want the force acting on it.
         torch.neg(self._contact_sensor, out=self.contact_forces)
@@ -247,9 +246,8 @@ class Engine(abc.ABC):
         expected to reset them (and it logs that it did)."""
         failed = self._step_physics()
         self._refresh()
-        speed_limit = self.cfg.max_speed
-        bad = ~torch.isfinite(self._qpos).all(dim=1) | ~torch.isfinite(self._qvel).all(dim=1)
-        bad |= (self._qvel.abs() > speed_limit).any(dim=1)
+        # NaN compares false: one test finds non-finite and too fast velocities alike.
+        bad = ~(self._qvel.abs() <= self.cfg.max_speed).all(dim=1) | ~torch.isfinite(self._qpos).all(dim=1)
         if failed is not None:
             bad |= failed
         self.unstable.copy_(bad)
