@@ -170,6 +170,18 @@ class RunningMeanStd(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
 
+# Demo samples fetched from the motion library at once when a buffer is filled (bounds its batch).
+DEMO_FETCH_CHUNK = 16384
+
+
+def fill_demo(buffer: "ReplayBuffer", fetch, n: int) -> None:
+    """Store n demo AMP observations, fetched by fetch(k) -> [k, F] in chunks of at most DEMO_FETCH_CHUNK."""
+    while n > 0:
+        k = min(n, DEMO_FETCH_CHUNK)
+        buffer.store(fetch(k))
+        n -= k
+
+
 class ReplayBuffer:
     """Ring buffer of feature rows on a device; sample() draws uniformly among the rows stored so far.
 

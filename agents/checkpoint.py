@@ -16,9 +16,11 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
-def save_atomic(state: dict, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file in the same folder, then os.replace: readers never see a partial file."""
+def save_atomic(state: dict, path: str | os.PathLike) -> str:
+    """torch.save to a temporary file in the same folder, then os.replace: readers never see a partial file. A path
+    that does not end in .pth gets it; returns the path written."""
     path = Path(path)
+    path = path if path.suffix == ".pth" else path.with_name(path.name + ".pth")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -27,7 +29,7 @@ def save_atomic(state: dict, path: str | os.PathLike) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return path
+    return str(path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:

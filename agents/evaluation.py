@@ -17,6 +17,12 @@ Act = Callable[[torch.Tensor], torch.Tensor]
 EARLY_EXIT_CHECK = 10
 
 
+def training_episode_metrics(summary: dict[str, float]) -> dict[str, float]:
+    """The env's episode_summary() as both learners log it: episodes/<metric>, the episode length as
+    episodes/length (faulted episodes left out)."""
+    return {f"episodes/{'length' if k == 'episode_length' else k}": v for k, v in summary.items()}
+
+
 def zero_action(env) -> Act:
     """The zero action: PD targets at the action offsets of reference §2."""
     return lambda obs: torch.zeros(env.num_rows, env.num_actions, device=obs.device)

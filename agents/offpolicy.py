@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from coohoi.agents.amp_modules import (
     ACTIVATIONS,
@@ -33,14 +32,13 @@ from coohoi.agents.amp_modules import (
     ReplayBuffer,
     RunningMeanStd,
     discriminator_loss,
+    fill_demo,
     style_reward,
 )
 from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from coohoi.agents.config import TrainConfig
+from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
-
-# Demo samples are fetched from the motion library in chunks of this many (bounds the FK batch size).
-DEMO_FETCH_CHUNK = 16384
 
 
 def mlp(sizes: list[int], activation: str, layer_norm: bool = False) -> nn.Sequential:
@@ -94,10 +92,9 @@ class OffPolicyAMP:
         self.session = None
         self.rows, self.num_obs, self.num_actions = env.num_rows, env.num_obs, env.num_actions
         self.num_amp_obs = env.num_amp_obs
-        self.rollout_threads = int(cfg.get("torch_threads", 0) or 0)
-        from coohoi.agents.train import learn_threads
+        from coohoi.agents.train import learn_threads, rollout_threads
 
-        self.learn_threads = learn_threads(cfg)
+        self.rollout_threads, self.learn_threads = rollout_threads(cfg), learn_threads(cfg)
         self.generator = torch.Generator(device=dev).manual_seed(int(cfg.seed))
         net = t.network
         self.actor = Actor(self.num_obs, self.num_actions, c.actor_units, net.activation, c.actor_init_scale).to(dev)
@@ -123,6 +120,7 @@ class OffPolicyAMP:
         self.epoch_num = 0
         self.frame = 0
         self.updates = 0
+        self._stats: dict[str, list] = defaultdict(list)  # this epoch's logged values
         self.last_checkpoint = None
         run_dir = Path(str(cfg.output_dir)) / str(cfg.experiment)
         self.nn_dir, self.summaries_dir = run_dir / "nn", run_dir / "summaries"
@@ -163,12 +161,12 @@ class OffPolicyAMP:
 
     # ---- collecting -----------------------------------------------------------------------------------------
     def _fill_demo(self, n: int) -> None:
-        while n > 0:
-            k = min(n, DEMO_FETCH_CHUNK)
+        def fetch(k: int) -> torch.Tensor:
             demo = self.env.fetch_amp_demo(k).to(self.device, torch.float32)
-            self.demo.store(demo)
             self.amp_norm.update(demo)
-            n -= k
+            return demo
+
+        fill_demo(self.demo, fetch, n)
 
     @torch.no_grad()
     def process_step(self, obs, action, reward, terminated, truncated, info) -> None:
@@ -177,11 +175,12 @@ class OffPolicyAMP:
         newest = info["amp_obs"][:, :self.frame_size]
         faulted = info["faulted"].repeat_interleave(self.rows // info["faulted"].shape[0])
         self.replay.add(obs, action, reward, info["final_obs"], terminated, ended, newest,
-                        self.env.amp_hist.to(torch.float32), faulted)
+                        self.env.amp_hist, faulted)
         if self.c.obs_normalization:
             self.obs_norm.update(obs)
         self.amp_norm.update(info["amp_obs"])
-        self._std = torch.where(ended[:, None], self._sample_std(self.rows), self._std)
+        if self.c.noise_std_min < self.c.noise_std_max:  # each episode draws its own std
+            self._std = torch.where(ended[:, None], self._sample_std(self.rows), self._std)
 
     # ---- learning -------------------------------------------------------------------------------------------
     def _style(self, amp_obs: torch.Tensor) -> torch.Tensor:
@@ -261,7 +260,7 @@ class OffPolicyAMP:
         self.nn_dir.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(str(self.summaries_dir))
         obs = self.env.reset()
-        self.replay.start(self.env.amp_hist.to(torch.float32))
+        self.replay.start(self.env.amp_hist)
         self.env.episode_summary()
         metrics: dict[str, float] = {}
         try:
@@ -319,10 +318,7 @@ class OffPolicyAMP:
         values = torch.stack(list(stats.values()) + [task_sum / c.steps_per_epoch, style_sum / c.steps_per_epoch]
                              ).tolist()
         metrics.update(zip(names, values))
-        summary = self.env.episode_summary()
-        metrics.update({f"episodes/{k}": v for k, v in summary.items()})
-        if "episode_length" in summary:
-            metrics["episodes/length"] = summary["episode_length"]
+        metrics.update(training_episode_metrics(self.env.episode_summary()))
         metrics["info/updates"] = self.updates
         self._set_threads(self.rollout_threads)
         stop = bool(self.on_epoch_end(self, metrics)) if self.on_epoch_end is not None else False
@@ -348,10 +344,7 @@ class OffPolicyAMP:
         return state
 
     def save(self, path) -> str:
-        path = str(path)
-        path = path if path.endswith(".pth") else path + ".pth"
-        save_atomic(self.state_dict(), path)
-        return path
+        return save_atomic(self.state_dict(), path)
 
     def save_last(self) -> str:
         self.last_checkpoint = self.save(self.nn_dir / "last.pth")

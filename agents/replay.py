@@ -65,9 +65,6 @@ class TransitionReplay:
         self._row_index = torch.arange(rows, device=device)
         self._back = torch.arange(amp_history, device=device)
 
-    def __len__(self) -> int:
-        return min(self.count, self.steps) * self.rows
-
     def _write_frames(self, frames: torch.Tensor, where: torch.Tensor | None = None) -> None:
         """Append frames [rows, k, F] (oldest first) to the rows in `where` [rows] bool (all rows if None)."""
         k = frames.shape[1]

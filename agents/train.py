@@ -1,8 +1,8 @@
 """`coohoi train` and `coohoi play`, and the training-throughput hook of `coohoi bench`.
 
-    coohoi train task=carry_box                      # the defaults: a short CPU run
-    coohoi train task=amp_locomotion engine.num_envs=128 seed=1 train.max_epochs=2000 experiment=loco
-    coohoi train task=amp_locomotion train.algo=td3  # the off-policy learner
+    coohoi train                                     # the defaults: AMP locomotion, PPO, 250 epochs on the CPU
+    coohoi train task=carry_box engine.num_envs=128 seed=1 train.max_minutes=60 experiment=box
+    coohoi train task=amp_locomotion train=td3       # the off-policy learner
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth resume=true    # continue a run
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth               # start from its weights only
     coohoi play task=carry_box checkpoint=runs/x/nn/last.pth [play.headless=true play.video=out.mp4]
@@ -35,15 +35,11 @@ from coohoi.agents.adapter import RLGAMES_ENV_NAME, RlGamesVecEnv, register_rlga
 from coohoi.agents.checkpoint import CheckpointError, load_checkpoint  # noqa: F401  (CheckpointError: re-exported)
 from coohoi.agents.config import PLAY_POLICIES, TrainConfig, train_config
 from coohoi.agents.curriculum import AssistCurriculum
-from coohoi.agents.evaluation import baselines, evaluate
+from coohoi.agents.evaluation import baselines, evaluate, zero_action
 
 # Evaluations re-seed their env with this (plus the run's seed), so that every evaluation and both baselines
 # start from the same states.
 EVAL_SEED_OFFSET = 1_000_003
-
-
-def runs_on_cpu(cfg: DictConfig) -> bool:
-    return str(cfg.engine.get("device", "cpu")).startswith("cpu")
 
 
 def mu_initializer(init_range: float | None) -> dict:
@@ -83,10 +79,14 @@ def learn_threads(cfg: DictConfig) -> int:
     return threads if threads > 0 else (os.cpu_count() or 1)
 
 
+def rollout_threads(cfg: DictConfig) -> int:
+    """Torch threads while stepping environments: cfg.torch_threads (cfg/config.yaml), 0 leaving torch's default."""
+    return int(cfg.get("torch_threads") or 0)
+
+
 def set_torch_threads(cfg: DictConfig) -> None:
-    threads = int(cfg.get("torch_threads", 0) or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if rollout_threads(cfg) > 0:
+        torch.set_num_threads(rollout_threads(cfg))
 
 
 @contextlib.contextmanager
@@ -185,13 +185,13 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "task_reward_weight": t.task_reward_weight,
         "style_reward_weight": t.style_reward_weight,
         "amp": amp_settings,
-        "rollout_threads": int(cfg.get("torch_threads", 0) or 0),
+        "rollout_threads": rollout_threads(cfg),
         "learn_threads": learn_threads(cfg),
         "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions, **net},
     }
     return {
         "seed": int(cfg.seed),
-        "torch_threads": int(cfg.get("torch_threads", 0) or 0),
+        "torch_threads": rollout_threads(cfg),
         "algo": {"name": "coohoi_amp"},
         "model": {"name": "coohoi_amp"},
         "network": network_params,
@@ -289,7 +289,7 @@ class TrainingSession:
     def _eval_seeded(self, run):
         env = self.eval_env
         env.seed(int(self.cfg.seed) + EVAL_SEED_OFFSET)
-        with torch_threads(int(self.cfg.get("torch_threads", 0) or 0)):
+        with torch_threads(rollout_threads(self.cfg)):
             return run(env)
 
     def start(self, learner) -> None:
@@ -396,7 +396,6 @@ def train(cfg: DictConfig) -> int:
     try:
         from coohoi.envs import make_env
 
-        set_torch_threads(cfg)
         env = make_env(cfg)
         session = TrainingSession(cfg, t, env, run_dir)
         learner, _ = make_agent(cfg, env=env, on_epoch_end=session.epoch_end)
@@ -485,7 +484,7 @@ def play(cfg: DictConfig) -> int:
         load_checkpoint(checkpoint)  # a bad checkpoint stops before the env is built
     env = make_env(cfg)
     if play_cfg.policy == "zero":
-        act = lambda obs: torch.zeros(env.num_rows, env.num_actions, device=obs.device)  # noqa: E731
+        act = zero_action(env)
     else:
         policy = load_policy(cfg, env, checkpoint)
         act = lambda obs: policy(obs, deterministic=bool(play_cfg.deterministic))  # noqa: E731

@@ -12,7 +12,7 @@ stepping that computes the position and velocity stages at the state reached ("r
 run them so that tasks observe the new state, so that ratio is the engine's own overhead alone. Measurements
 alternate in `bench.rounds` short rounds and keep each one's fastest, which discounts other load on the machine.
 
-Then it trains the configured task (default carry_box) for a few epochs at `bench.training_num_envs` and prints
+Then it trains the configured task (default amp_locomotion) for a few epochs at `bench.training_num_envs` and prints
 the whole loop's throughput (environment + policy + learning) next to the environment-only figure of the same run.
 """
 

@@ -43,9 +43,9 @@ def check_finite(node: Any, where: str, error: type[ValueError] = ConfigError) -
             check_finite(value, key, error)
         elif isinstance(value, float) and not math.isfinite(value):
             raise error(f"{key} must be a finite number, got {value}")
-        elif isinstance(value, (list, tuple)) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
-            raise error(f"{key} must hold finite numbers, got {value}")
-        elif isinstance(value, dict) and any(isinstance(v, float) and not math.isfinite(v) for v in value.values()):
+        elif isinstance(value, (list, tuple, dict)) and any(
+                isinstance(v, float) and not math.isfinite(v) for v in (value.values() if isinstance(value, dict)
+                                                                        else value)):
             raise error(f"{key} must hold finite numbers, got {value}")
 
 

@@ -24,7 +24,6 @@ from coohoi.envs.observations import (
 )
 from coohoi.envs.rewards import carry_reward, carry_state
 from coohoi.envs.terminations import kicked
-from coohoi.motion.kinematics import ForwardKinematics
 from coohoi.rotations import yaw_quat
 
 
@@ -51,7 +50,6 @@ class CarryEnv(HumanoidEnv):
         for part in TASK_OBS_NOISY_PARTS:
             noisy[TASK_OBS_LAYOUT[part]] = True
         self._noisy_task_obs = noisy
-        self.fk = ForwardKinematics(device=self.device, dtype=self.dtype)
 
     # ---- handles --------------------------------------------------------------------------------------------
     def handles(self) -> Handle:
@@ -109,7 +107,6 @@ class CarryEnv(HumanoidEnv):
         return reach + half[:, :2].norm(dim=-1) + self.cfg.box_clearance
 
     def _after_reset(self, mask: torch.Tensor, starts) -> None:
-        self._step_poses = None
         self.target_pos = torch.where(mask[:, None], starts.task["target_pos"], self.target_pos)
         self.target_quat = torch.where(mask[:, None], starts.task["target_quat"], self.target_quat)
         self.first_success_step = torch.where(mask, torch.full_like(self.first_success_step, -1),
@@ -121,7 +118,7 @@ class CarryEnv(HumanoidEnv):
     # ---- observation, reward, termination -------------------------------------------------------------------
     def _task_obs(self) -> torch.Tensor:
         e = self.engine
-        current, target = self._poses()
+        current, target = self.handle_poses()
         density = self.per_row(e.object_mass / (8.0 * e.object_half_extents.prod(dim=-1))) * self.cfg.density_scale
         obs = carry_task_obs(self.rows(e.root_pos), self.rows(e.root_quat), current, target,
                              self.per_row(e.object_lin_vel), self.per_row(e.object_ang_vel), density).to(torch.float32)
@@ -138,7 +135,7 @@ class CarryEnv(HumanoidEnv):
         # Progress trackers of the episode (metrics): reached the standing point; held the box (held reward above
         # c.held_threshold) for c.held_seconds in a row.
         envs = lambda v: v.view(self.num_envs, -1).all(dim=1)  # noqa: E731
-        self.reached |= envs(terms["walk_pos"] >= 1.0)
+        self.reached |= envs(terms["walk_pos"] >= 1.0)  # 1 exactly within walk_arrived_distance
         holding = envs(terms["held"] > c.held_threshold)
         self.held_streak = torch.where(holding, self.held_streak + 1, torch.zeros_like(self.held_streak))
         self.held |= self.held_streak * self.policy_dt >= c.held_seconds - 1e-9
@@ -158,8 +155,7 @@ class CarryEnv(HumanoidEnv):
         return (self.engine.object_pos - self.target_pos).norm(dim=-1)
 
     def _poses(self) -> tuple[HandlePose, HandlePose]:
-        """handle_poses(), computed once per step between the physics and the resets (reward, metrics and the
-        final observation share it; a reset, which every step ends with, clears it)."""
+        """handle_poses() of the state the physics just reached, computed once for the step's reward and metrics."""
         return self._step_poses or self.handle_poses()
 
     def _after_physics(self) -> None:

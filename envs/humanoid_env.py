@@ -21,10 +21,14 @@ The env contract (what learners, adapters and evaluation rely on; tests/fake_tas
         any reset (learners that bootstrap from time-outs need it); zeros for faulted worlds;
 - `amp_hist` [rows, amp_history, 125] (float32): the AMP history of the current state (after this step's resets);
 - `episode_summary()`: means over the episodes that ended since the last call, and fault counts (one host sync);
-- `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library;
-- `set_assist_level(level)`: the assistance curriculum's level in [0, 1] (envs.assist; 0 = off).
+- `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library (`motion_lib`);
+- `seed(seed)`: reseeds starts, placement, noise and demo sampling;
+- `default_pose_action()` -> [num_actions]: the action that holds the default pose;
+- `set_assist(cfg)`, `set_assist_level(level)`: assistance forces (envs.assist) and the curriculum's level in
+  [0, 1] (0 = off).
 
-A step has fixed shapes and never synchronises with the host on the GPU engine: environments that end are reset
+A step has fixed shapes and never synchronises with the host on the GPU engine (on the CPU engine, whose state is
+in host memory, it skips the resets when nothing ended): environments that end are reset
 by mask from a pool of pre-sampled start states, redrawn every START_POOL_REFILL_STEPS steps. Drawing starts has a
 fixed cost (about 3 ms on the CPU) and a cost per start (reference starts about 0.04 ms each: the clip's state
 and AMP history), so one batch per period beats a small one per step, and a pool that environments take from in
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -202,9 +206,6 @@ class HumanoidEnv:
         agent per environment that is `t` itself, not a copy)."""
         return t if self.num_agents == 1 else t.repeat_interleave(self.num_agents, dim=0)
 
-    def env_rows(self, env_ids: torch.Tensor) -> torch.Tensor:
-        return (env_ids.unsqueeze(-1) * self.num_agents + torch.arange(self.num_agents, device=self.device)).flatten()
-
     def _uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
         u = torch.rand(n, generator=self.generator, dtype=self.dtype, device=self.device)
         return lo + (hi - lo) * u
@@ -330,6 +331,8 @@ class HumanoidEnv:
         """Reset the environments in `ended` from the start pool's next unused starts (no host sync)."""
         if self._pool is None or self._steps % START_POOL_REFILL_STEPS == 0:
             self._refill_pool()
+        if self.engine.host_state and not bool(ended.any()):  # a free check on the CPU engine
+            return
         size = START_POOL_SIZE * self.num_envs
         taken = torch.cumsum(ended.long(), 0)  # the k-th ending environment takes the pool's k-th unused start
         index = (self._pool_used + taken - 1) % size
@@ -490,12 +493,12 @@ class HumanoidEnv:
         else:
             self._episode_totals += totals
 
-    def episode_summary(self, clear: bool = True) -> dict[str, float]:
+    def episode_summary(self) -> dict[str, float]:
         """Means over the episodes that ended since the last call (e.g. one epoch); metrics that apply only to
         some episodes (precision: successes) average over those. Also num_episodes and the environments reset
         because their physics failed (unstable_resets) or their actions were not finite (nonfinite_action_resets),
         which are logged as warnings, and the starts taken a second time from an exhausted start pool
-        (reused_starts). One host synchronisation."""
+        (reused_starts). One host synchronisation, and the engine's own fault check (engine.check_faults)."""
         keys = self._episode_keys if self._episode_totals is not None else []
         totals = self._episode_totals.flatten() if keys else torch.zeros(0, dtype=torch.float64, device=self.device)
         faults = torch.stack(list(self._fault_counts.values())).to(torch.float64)
@@ -510,8 +513,7 @@ class HumanoidEnv:
             log.warning("reset %d environment(s) whose physics became unstable and %d whose actions were not finite "
                         "(%d unstable so far)", unstable, nonfinite, self.unstable_resets_total)
         self.engine.check_faults()
-        if clear:
-            self._episode_totals = None
-            for v in self._fault_counts.values():
-                v.zero_()
+        self._episode_totals = None
+        for v in self._fault_counts.values():
+            v.zero_()
         return out

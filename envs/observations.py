@@ -111,14 +111,18 @@ def _to_heading(heading_inv: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 def proprioception(root_pos, root_quat, body_pos, body_quat, body_lin_vel, body_ang_vel) -> torch.Tensor:
     """The 223-number proprioception [R, 223] from root [R, 3|4] and body [R, 15, 3|4] states (world frame)."""
     heading_inv = heading_quat_inverse(root_quat)
-    rel_pos = _to_heading(heading_inv, body_pos[:, 1:] - root_pos.unsqueeze(1))
+    # The body positions (relative to the root) and velocities, turned into the heading frame in one batch.
+    vectors = _to_heading(heading_inv, torch.cat((body_pos[:, 1:] - root_pos.unsqueeze(1), body_lin_vel,
+                                                  body_ang_vel), dim=1))
+    rel_pos, lin_vel, ang_vel = vectors.split((body_pos.shape[1] - 1, body_lin_vel.shape[1], body_ang_vel.shape[1]),
+                                              dim=1)
     local_rot = quat_mul(heading_inv.unsqueeze(1).expand_as(body_quat), body_quat)
     return torch.cat((
         root_pos[:, 2:3],
         rel_pos.flatten(1),
         quat_to_tan_norm(local_rot).flatten(1),
-        _to_heading(heading_inv, body_lin_vel).flatten(1),
-        _to_heading(heading_inv, body_ang_vel).flatten(1),
+        lin_vel.flatten(1),
+        ang_vel.flatten(1),
     ), dim=-1)
 
 
@@ -128,24 +132,23 @@ def carry_task_obs(root_pos, root_quat, current: HandlePose, target: HandlePose,
 
     density_obs [R] is the already scaled density; the standing point is seen at z = 0 (on the ground)."""
     heading_inv = heading_quat_inverse(root_quat)
-
-    def rel(p):  # positions [R, ..., 3] relative to the root, in the heading frame
-        return _to_heading(heading_inv, p - root_pos.view(root_pos.shape[:1] + (1,) * (p.dim() - 2) + (3,)))
-
-    def rot6(q):  # rotations [R, 4] as 6D in the heading frame
-        return quat_to_tan_norm(quat_mul(heading_inv, q))
-
-    stand = rel(current.stand_point)
-    stand = torch.cat((stand[:, :2], torch.zeros_like(stand[:, 2:])), dim=-1)
+    one = lambda v: v.unsqueeze(1)  # noqa: E731
+    # Every point relative to the root, and the object's velocities, turned into the heading frame in one batch.
+    points = torch.cat((target.corners, one(target.held_point), one(current.stand_point), current.corners,
+                        one(current.held_point)), dim=1) - one(root_pos)
+    vectors = _to_heading(heading_inv, torch.cat((points, one(object_lin_vel), one(object_ang_vel)), dim=1))
+    target_corners, target_held, stand, current_corners, current_held, velocities = vectors.split(
+        (8, 1, 1, 8, 1, 2), dim=1)
+    rot6 = quat_to_tan_norm(quat_mul(one(heading_inv), torch.stack((target.quat, current.quat), dim=1)))
+    stand = torch.cat((stand[:, 0, :2], torch.zeros_like(stand[:, 0, 2:])), dim=-1)
     return torch.cat((
         density_obs.unsqueeze(-1),
-        rel(target.corners).flatten(1),
-        rel(target.held_point),
-        rot6(target.quat),
+        target_corners.flatten(1),
+        target_held.flatten(1),
+        rot6[:, 0],
         stand,
-        rel(current.corners).flatten(1),
-        rel(current.held_point),
-        rot6(current.quat),
-        _to_heading(heading_inv, object_lin_vel),
-        _to_heading(heading_inv, object_ang_vel),
+        current_corners.flatten(1),
+        current_held.flatten(1),
+        rot6[:, 1],
+        velocities.flatten(1),
     ), dim=-1)

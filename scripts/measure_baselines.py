@@ -20,11 +20,12 @@ import time
 
 import torch
 
+from coohoi.agents.config import PPOConfig
 from coohoi.agents.evaluation import baselines
 from coohoi.cli import compose
 from coohoi.envs import make_env
 
-PUBLISHED_NOISE_STD = math.exp(-2.9)
+PUBLISHED_NOISE_STD = math.exp(PPOConfig.sigma_init)  # exp(-2.9)
 DT240, DT480 = repr(1 / 240), repr(1 / 480)
 
 # name -> (overrides, what it is)

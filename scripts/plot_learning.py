@@ -3,7 +3,8 @@
 For each run: the training episode length (stochastic) against the zero action plus the same action noise, the
 deterministic evaluation against the deterministic zero action, the style reward per step and the discriminator's
 mean logits on demo and policy samples, each against frames and against wall-clock minutes. Carry runs add the
-success rate and the held reward. Needs matplotlib (`pip install -e ".[plot]"`).
+rates of episodes that reached the box, held it for a second and succeeded. Needs matplotlib
+(`pip install -e ".[plot]"`).
 
     python scripts/plot_learning.py runs/loco_ppo runs/loco_td3 --out docs/learning/loco.png [--table-every 50]
     python scripts/plot_learning.py runs/* --summary 15      # one row per run

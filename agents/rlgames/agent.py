@@ -23,11 +23,17 @@ import torch
 from rl_games.algos_torch import a2c_continuous, torch_ext
 from rl_games.common.a2c_common import swap_and_flatten01
 
-from coohoi.agents.amp_modules import DiscLossConfig, ReplayBuffer, discriminator_loss, gaussian_kl, style_reward
+from coohoi.agents.amp_modules import (
+    DiscLossConfig,
+    ReplayBuffer,
+    discriminator_loss,
+    fill_demo,
+    gaussian_kl,
+    style_reward,
+)
 from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, save_atomic
+from coohoi.agents.evaluation import training_episode_metrics
 
-# Demo samples are fetched from the motion library in chunks of this many (bounds the FK batch size).
-DEMO_FETCH_CHUNK = 16384
 # Style rewards are computed over the rollout in chunks of this many rows (bounds discriminator activations).
 STYLE_REWARD_CHUNK = 16384
 
@@ -102,10 +108,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
 
     # ---------------------------------------------------------------- buffers
     def _fill_demo_buffer(self, num_samples: int) -> None:
-        while num_samples > 0:
-            n = min(num_samples, DEMO_FETCH_CHUNK)
-            self.demo_buffer.store(self._fetch_demo(n))
-            num_samples -= n
+        fill_demo(self.demo_buffer, self._fetch_demo, num_samples)
 
     def _fetch_demo(self, num_samples: int) -> torch.Tensor:
         demo = self.vec_env.fetch_amp_demo(num_samples)
@@ -293,7 +296,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
             metrics["losses/bounds"] = torch_ext.mean_list(b_losses).item()
         metrics.update({f"amp/{k}": torch.stack(v).mean().item() for k, v in self.disc_stats.items()})
         metrics.update(self.episode_stats.summary())
-        metrics.update({f"episodes/{k}": v for k, v in self.vec_env.episode_summary().items()})
+        metrics.update(training_episode_metrics(self.vec_env.episode_summary()))
         return metrics
 
     def _log(self, metrics: dict[str, float]) -> None:
@@ -313,10 +316,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         return state
 
     def save(self, fn):
-        fn = str(fn)
-        path = fn if fn.endswith(".pth") else fn + ".pth"
-        save_atomic(self.get_full_state_weights(), path)
-        return path
+        return save_atomic(self.get_full_state_weights(), fn)
 
     def save_last(self):
         self.last_checkpoint = self.save(f"{self.nn_dir}/last.pth")
@@ -339,14 +339,13 @@ class AMPAgent(a2c_continuous.A2CAgent):
 
 
 class EpisodeStats:
-    """Per-epoch returns, lengths and reward terms accumulated on device (no host sync per step); summary() syncs
-    once. Task metrics of ended episodes (success rate, ...) come from the env's own episode summary."""
+    """Per-epoch returns and reward terms accumulated on device (no host sync per step); summary() syncs once.
+    Episode lengths and task metrics of ended episodes (success rate, ...) come from the env's own summary."""
 
     def __init__(self, rows: int, device):
         self.device = device
         self.task_return = torch.zeros(rows, device=device)
         self.style_return = torch.zeros(rows, device=device)
-        self.length = torch.zeros(rows, device=device)
         self.reset_epoch()
 
     def reset_epoch(self):
@@ -365,16 +364,13 @@ class EpisodeStats:
         for t in range(ended.shape[0]):
             self.task_return += task_rewards[t, :, 0]
             self.style_return += style_rewards[t, :, 0]
-            self.length += 1
             done = ended[t]
             self.sums["episodes"] += done.sum()
             self.sums["task_return"] += (self.task_return * done).sum()
             self.sums["style_return"] += (self.style_return * done).sum()
-            self.sums["length"] += (self.length * done).sum()
             keep = 1.0 - done
             self.task_return *= keep
             self.style_return *= keep
-            self.length *= keep
         self.sums["task_reward"] += task_rewards.mean()
         self.sums["style_reward"] += style_rewards.mean()
         self.sums["rollouts"] += 1
@@ -389,7 +385,6 @@ class EpisodeStats:
         }
         episodes = sums.get("episodes", 0.0)
         if episodes > 0:
-            out["episodes/length"] = sums["length"] / episodes
             out["episodes/task_return"] = sums["task_return"] / episodes
             out["episodes/style_return"] = sums["style_return"] / episodes
         steps = max(self.steps, 1)

@@ -19,7 +19,6 @@ synchronisation (the CPU engine turns the mask into indices on the host, where t
 from __future__ import annotations
 
 import abc
-import logging
 import math
 from dataclasses import dataclass, fields
 
@@ -29,8 +28,6 @@ from coohoi import humanoid as hum
 from coohoi.config import EngineConfig
 from coohoi.rotations import quat_rotate, quat_rotate_inverse
 from coohoi.scene import Scene
-
-log = logging.getLogger(__name__)
 
 
 class EngineConfigError(ValueError):
@@ -121,6 +118,7 @@ class Engine(abc.ABC):
     """Batched physics for the tasks: PD targets in, state tensors out. Knows nothing about tasks."""
 
     name = "engine"
+    host_state = False  # the state lives in host memory (the CPU engine): reading it never waits for a device
 
     def __init__(self, scene: Scene, cfg: EngineConfig):
         if isinstance(cfg.num_envs, bool) or not isinstance(cfg.num_envs, int) or cfg.num_envs < 1:
@@ -306,12 +304,6 @@ class Engine(abc.ABC):
         self._forward_where(mask)
         self._refresh()
         self.unstable &= ~mask
-
-    def randomize_object(self, env_ids=None) -> None:
-        """Sample each given world's object size and mass from the scene's object randomisation ranges."""
-        ids = self._ids(env_ids)
-        size_scale, mass_scale = self.sample_object_scales(ids.numel())
-        self.set_object_scale(ids, size_scale, mass_scale)
 
     def sample_object_scales(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """n (size scale, mass scale) pairs from the scene's object randomisation ranges, on the engine's device."""

@@ -1,4 +1,5 @@
-"""CPU engine on mujoco.batch: many MjData of one model stepped on a thread pool, state bound as numpy arrays.
+"""CPU engine on mujoco.batch: the worlds of one model stepped on a thread pool (one MjData per thread, loaded with
+each world's state), state bound as numpy arrays.
 
 Every tensor is a torch view of the batch's bound arrays (float64), so nothing is copied between MuJoCo and the
 tasks except the few derived quantities the base class computes.
@@ -27,6 +28,7 @@ RAW_FIELDS = ("qpos", "qvel", "ctrl", "xfrc_applied", "xpos", "xquat", "cvel", "
 
 class MujocoEngine(Engine):
     name = "mujoco"
+    host_state = True
 
     def __init__(self, scene: Scene, cfg: EngineConfig):
         super().__init__(scene, cfg)

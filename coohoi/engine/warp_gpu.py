@@ -187,14 +187,11 @@ class WarpEngine(Engine):
         torch_stream.wait_stream(self._torch_stream)
 
     def _physics_steps(self) -> None:
-        mjw, smooth = self._mjw, self._smooth
+        mjw = self._mjw
         self.data.overflow.zero_()
         for _ in range(self.decimation):
             mjw.step(self.model, self.data)
-        # Kinematics and velocities of the new state (MuJoCo's step leaves them at the previous one).
-        smooth.kinematics(self.model, self.data)
-        smooth.com_pos(self.model, self.data)
-        smooth.com_vel(self.model, self.data)
+        self._kinematics()  # of the new state (MuJoCo's step leaves them at the previous one)
 
     def _forward_all(self) -> None:
         self._mjw.forward(self.model, self.data)
