@@ -1,6 +1,6 @@
 """`coohoi train` and `coohoi play`, and the training-throughput hook of `coohoi bench`.
 
-    coohoi train                                     # the defaults: AMP locomotion, PPO, 250 epochs on the CPU
+    coohoi train                                     # the defaults: AMP locomotion, PPO, 400 epochs on the CPU
     coohoi train task=carry_box engine.num_envs=128 seed=1 train.max_minutes=60 experiment=box
     coohoi train task=amp_locomotion train=td3       # the off-policy learner
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth resume=true    # continue a run

@@ -130,7 +130,7 @@ def table(run: Path, every: int) -> str:
     keep = [i for i, r in enumerate(rows) if "eval/episode_length" in r]
     keep = [i for n, i in enumerate(keep) if n % max(every, 1) == 0 or i == keep[-1]] if keep else []
     z, zn = baselines.get("zero", {}), baselines.get("zero_noise", {})
-    carry = "eval/held_rate" in rows[-1]
+    carry = any("eval/held_rate" in r for r in rows)
     carry_head = " reached (train / eval) | held 1 s (train / eval) | success (train / eval) |"
     lines = [f"{run.name}: baselines zero action {z.get('episode_length', float('nan')):.1f} steps, zero action + noise "
              f"{zn.get('episode_length', float('nan')):.1f} steps",

@@ -50,7 +50,7 @@ def test_train_config_follows_reference_and_cpu_overrides(tmp_path):
     cfg = compose(["task=carry_box", "engine=mujoco"])
     cpu = train_config(cfg.train)
     assert cpu.network.mlp_units == [256, 128] and cpu.ppo.learning_rate == 1e-4 and cpu.amp.demo_buffer_size == 50000
-    assert cpu.ppo.gamma == 0.99 and cpu.max_epochs == 250
+    assert cpu.ppo.gamma == 0.99 and cpu.max_epochs == 400
     assert cfg.train.cpu_applied["network.mlp_units"] == [256, 128]
     # An explicit setting wins over the CPU adjustment, whichever level it is given at.
     assert train_config(compose(["train.ppo.learning_rate=3e-4"]).train).ppo.learning_rate == 3e-4
