@@ -85,8 +85,9 @@ def rollout_threads(cfg: DictConfig) -> int:
 
 
 def set_torch_threads(cfg: DictConfig) -> None:
-    if rollout_threads(cfg) > 0:
-        torch.set_num_threads(rollout_threads(cfg))
+    threads = rollout_threads(cfg)
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager

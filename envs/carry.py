@@ -45,7 +45,9 @@ class CarryEnv(HumanoidEnv):
         self.reached = torch.zeros(n, dtype=torch.bool, device=self.device)  # at the standing point this episode
         self.held = torch.zeros(n, dtype=torch.bool, device=self.device)  # held the box long enough this episode
         self.held_streak = torch.zeros(n, dtype=torch.long, device=self.device)  # steps holding it, in a row
-        self._step_poses: tuple[HandlePose, HandlePose] | None = None  # see _poses()
+        # handle_poses() of the state the physics just reached (set by _after_physics): the step's reward and
+        # metrics share it.
+        self._step_poses: tuple[HandlePose, HandlePose] | None = None
         noisy = torch.zeros(TASK_OBS_SIZE, dtype=torch.bool, device=self.device)
         for part in TASK_OBS_NOISY_PARTS:
             noisy[TASK_OBS_LAYOUT[part]] = True
@@ -128,7 +130,7 @@ class CarryEnv(HumanoidEnv):
 
     def _task_reward(self):
         e, c = self.engine, self.cfg
-        current, target = self._poses()
+        current, target = self._step_poses
         hand_pos = self.rows(e.body_pos)[:, self.hand_body_ids]
         reward, terms = carry_reward(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.root_lin_vel),
                                      hand_pos, current, target, c)
@@ -154,10 +156,6 @@ class CarryEnv(HumanoidEnv):
         """[num_envs] 3D distance of the object centre from the target (at resting height)."""
         return (self.engine.object_pos - self.target_pos).norm(dim=-1)
 
-    def _poses(self) -> tuple[HandlePose, HandlePose]:
-        """handle_poses() of the state the physics just reached, computed once for the step's reward and metrics."""
-        return self._step_poses or self.handle_poses()
-
     def _after_physics(self) -> None:
         self._step_poses = self.handle_poses()
         within = self.object_target_distance() < self.cfg.success_distance
@@ -169,7 +167,7 @@ class CarryEnv(HumanoidEnv):
         success = dist < self.cfg.success_distance
         nan = torch.full_like(dist, float("nan"))
         first = self.first_success_step.to(dist.dtype)
-        current, target = self._poses()
+        current, target = self._step_poses
         state = carry_state(current, target, self.cfg)
         return {
             "success_rate": success.to(dist.dtype),
