@@ -49,7 +49,8 @@ def check_finite(node: Any, where: str, error: type[ValueError] = ConfigError) -
             raise error(f"{key} must hold finite numbers, got {value}")
 
 
-OBJECT_KINDS = ("box", "long_box", "table", "sofa", "high_stool", "mesh")
+# "table" is TeamHOI's rectangle (2.0 x 1.2 m); "square_table" and "round_table" its other two (reference §7).
+OBJECT_KINDS = ("box", "long_box", "table", "square_table", "round_table", "sofa", "high_stool", "mesh")
 HAND_SHAPES = ("sphere", "palm")
 ENGINES = ("mujoco", "warp")
 
@@ -101,6 +102,11 @@ class SceneConfig:
     arena_half_size: float = 30.0  # floor plane half size, metres
     max_object_extent: float = 4.0  # largest object side the scene accepts, metres
     humanoid_spacing: float = 1.0  # default spawn: humanoids on a line along y, this far apart
+    # Humanoids of one scene collide with one another (each still ignores its own bodies, as the reference's
+    # self-collision-off humanoid does). TeamHOI's agents share one table and can bump into each other
+    # (reference §7); False restores the old scene where teammates pass through each other.
+    # scripts/measure_team_collisions.py measures what it costs the CPU engine.
+    team_collisions: bool = True
 
 
 @dataclass

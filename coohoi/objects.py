@@ -13,18 +13,25 @@ import numpy as np
 
 from coohoi.config import OBJECT_KINDS, ObjectConfig
 
-# Default full extents (m) and masses (kg) per kind; box, long box and table follow the published setups.
+# Default full extents (m) and masses (kg) per kind; box, long box and the three tables follow the published setups
+# (reference §7). A round table's x and y extents are its diameter. TeamHOI's table masses are 600 kg/m^3 times
+# the volume of the top alone (1.6 x 1.6 x 0.04 m: 61.4 kg); here the mass is spread over top and legs by volume.
 DEFAULT_SIZE = {
     "box": (0.5, 0.5, 0.5),
     "long_box": (2.0, 0.5, 0.5),
     "table": (2.0, 1.2, 0.86),
+    "square_table": (1.6, 1.6, 0.86),
+    "round_table": (2.0, 2.0, 0.86),
     "sofa": (2.0, 0.9, 0.8),
     "high_stool": (0.4, 0.4, 0.75),
     "mesh": None,  # taken from the mesh
 }
-DEFAULT_MASS = {"box": 5.0, "long_box": 25.0, "table": 57.6, "sofa": 30.0, "high_stool": 5.0, "mesh": 10.0}
+DEFAULT_MASS = {"box": 5.0, "long_box": 25.0, "table": 57.6, "square_table": 61.4, "round_table": 75.4, "sofa": 30.0,
+                "high_stool": 5.0, "mesh": 10.0}
+TABLE_KINDS = ("table", "square_table", "round_table")
+ROUND_KINDS = ("round_table",)  # kinds whose grip outline is a circle (x and y extents are its diameter)
 
-# Furniture layouts as boxes in units of the object's full extents: (centre, half size), both in [-0.5, 0.5].
+# Furniture layouts in metres; TeamHOI tables: top 0.04 m thick on 0.82 m legs (reference §7).
 TABLE_TOP_THICKNESS = 0.04
 TABLE_LEG_WIDTH = 0.06
 STOOL_LEG_WIDTH = 0.04
@@ -42,21 +49,68 @@ class ObjectInfo:
     num_geoms: int
 
 
+@dataclass
+class Part:
+    """One primitive geom of an object: MuJoCo type, centre in the body frame, MuJoCo geom size (box: half sizes;
+    cylinder: radius, half height, 0) and volume (the share of the mass it takes)."""
+
+    type: mujoco.mjtGeom
+    centre: np.ndarray
+    size: np.ndarray
+    volume: float
+
+
+def object_outline(kind: str, half_extents):
+    """The outline of the part agents grip, in the object's body frame, for placing handles around it: the table
+    top's rim, the box's sides, the sofa's and stool's footprint, a mesh's bounding rectangle.
+
+    Returns ("circle", radius) for round kinds and ("rect", half_xy) otherwise. half_extents is the bounding box
+    half size [..., 3] (numpy or torch, e.g. engine.object_half_extents for per-world scaled objects); the result
+    keeps its leading dimensions, so one call serves every world."""
+    if kind not in OBJECT_KINDS:
+        raise ObjectConfigError(f"unknown object kind {kind!r}; choose one of {', '.join(OBJECT_KINDS)}")
+    if kind in ROUND_KINDS:
+        return "circle", half_extents[..., 0]
+    return "rect", half_extents[..., 0:2]
+
+
+def _box(centre, half) -> Part:
+    centre, half = np.asarray(centre, dtype=float), np.asarray(half, dtype=float)
+    return Part(mujoco.mjtGeom.mjGEOM_BOX, centre, half, float(np.prod(2 * half)))
+
+
+def _table_parts(kind: str, size: np.ndarray) -> list[Part]:
+    """A top TABLE_TOP_THICKNESS thick (box, or cylinder for a round table) on four square legs under its rim."""
+    half = size / 2
+    top_z = half[2] - TABLE_TOP_THICKNESS / 2
+    leg_h = (size[2] - TABLE_TOP_THICKNESS) / 2
+    if kind in ROUND_KINDS:
+        radius = half[0]
+        top = Part(mujoco.mjtGeom.mjGEOM_CYLINDER, np.array([0.0, 0.0, top_z]),
+                   np.array([radius, TABLE_TOP_THICKNESS / 2, 0.0]), float(np.pi * radius**2 * TABLE_TOP_THICKNESS))
+        # Legs on the diagonals, their outer corners one leg width inside the rim.
+        leg_xy = np.full(2, (radius - TABLE_LEG_WIDTH) / np.sqrt(2) - TABLE_LEG_WIDTH / 2)
+    else:
+        top = _box([0, 0, top_z], [half[0], half[1], TABLE_TOP_THICKNESS / 2])
+        leg_xy = half[0:2] - TABLE_LEG_WIDTH
+    legs = [_box([x * leg_xy[0], y * leg_xy[1], -half[2] + leg_h], [TABLE_LEG_WIDTH / 2, TABLE_LEG_WIDTH / 2, leg_h])
+            for x in (-1, 1) for y in (-1, 1)]
+    return [top] + legs
+
+
+def _primitive_parts(kind: str, size: np.ndarray) -> list[Part]:
+    """The primitive geoms of the kinds built from boxes and cylinders, in metres."""
+    if kind in TABLE_KINDS:
+        return _table_parts(kind, size)
+    return [_box(centre, half) for centre, half in _box_parts(kind, size)]
+
+
 def _box_parts(kind: str, size: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(centre, half size) of each box part, in metres, for the primitive-built kinds."""
+    """(centre, half size) of each box part, in metres, for the box-built kinds."""
     sx, sy, sz = size
     half = size / 2
     if kind in ("box", "long_box"):
         return [(np.zeros(3), half)]
-    if kind == "table":
-        top = (np.array([0, 0, half[2] - TABLE_TOP_THICKNESS / 2]), np.array([half[0], half[1], TABLE_TOP_THICKNESS / 2]))
-        leg_h = (sz - TABLE_TOP_THICKNESS) / 2
-        legs = [
-            (np.array([x * (half[0] - TABLE_LEG_WIDTH), y * (half[1] - TABLE_LEG_WIDTH), -half[2] + leg_h]),
-             np.array([TABLE_LEG_WIDTH / 2, TABLE_LEG_WIDTH / 2, leg_h]))
-            for x in (-1, 1) for y in (-1, 1)
-        ]
-        return [top] + legs
     if kind == "sofa":
         seat_h = 0.5 * sz
         arm_w = 0.1 * sx
@@ -118,6 +172,14 @@ def resolve_size(cfg: ObjectConfig) -> np.ndarray | None:
     size = np.asarray(cfg.size, dtype=float)
     if size.shape != (3,) or not np.all(np.isfinite(size)) or np.any(size <= 0):
         raise ObjectConfigError(f"object.size must be three positive lengths in metres, got {cfg.size}")
+    if cfg.kind in ROUND_KINDS and not np.isclose(size[0], size[1]):
+        raise ObjectConfigError(f"object kind {cfg.kind!r} is round: object.size x and y are its diameter and must be "
+                                f"equal, got {cfg.size}")
+    if cfg.kind in TABLE_KINDS and size[2] <= TABLE_TOP_THICKNESS:
+        raise ObjectConfigError(f"a table must be taller than its {TABLE_TOP_THICKNESS} m top, got object.size "
+                                f"{cfg.size}")
+    if cfg.kind in ROUND_KINDS and size[0] / 2 <= TABLE_LEG_WIDTH * (1 + 1 / np.sqrt(2)):
+        raise ObjectConfigError(f"a round table's diameter must leave room for its legs, got object.size {cfg.size}")
     return size
 
 
@@ -137,6 +199,7 @@ def add_object(spec: mujoco.MjSpec, body: mujoco.MjsBody, cfg: ObjectConfig, max
     if cfg.kind == "mesh" and cfg.size_scale_range != [1.0, 1.0] and tuple(cfg.size_scale_range) != (1.0, 1.0):
         raise ObjectConfigError("mesh objects cannot be resized per world (MuJoCo meshes are shared by all worlds)")
 
+    # contype 1 is the scene's world bit (coohoi.scene.WORLD_CONTYPE): every humanoid's conaffinity holds it.
     common = dict(friction=[cfg.friction, 0.01, 0.001], rgba=[0.55, 0.4, 0.25, 1], contype=1, conaffinity=3, condim=3)
     if cfg.kind == "mesh":
         parts, half_extents = _mesh_parts(cfg)
@@ -152,10 +215,10 @@ def add_object(spec: mujoco.MjSpec, body: mujoco.MjsBody, cfg: ObjectConfig, max
         num_geoms = len(parts)
     else:
         half_extents = size / 2
-        parts = _box_parts(cfg.kind, size)
-        volumes = np.array([np.prod(2 * h) for _, h in parts])
-        for i, ((centre, half), share) in enumerate(zip(parts, volumes / volumes.sum())):
-            body.add_geom(name=f"part{i}", type=mujoco.mjtGeom.mjGEOM_BOX, pos=centre.tolist(), size=half.tolist(),
+        parts = _primitive_parts(cfg.kind, size)
+        volumes = np.array([p.volume for p in parts])
+        for i, (part, share) in enumerate(zip(parts, volumes / volumes.sum())):
+            body.add_geom(name=f"part{i}", type=part.type, pos=part.centre.tolist(), size=part.size.tolist(),
                           mass=float(mass * share), **common)
         num_geoms = len(parts)
     if np.any(2 * half_extents > max_extent):

@@ -24,6 +24,18 @@ PALM_HALF_SIZE = (0.05, 0.02, 0.06)
 HAND_RADIUS = 0.04
 # Default spawn: object this far in front (+x) of the first humanoid.
 DEFAULT_OBJECT_DISTANCE = 2.0
+# Collision bits (MuJoCo collides two geoms when contype1 & conaffinity2 or contype2 & conaffinity1; a body never
+# collides with its parent). The floor and the object have contype WORLD_CONTYPE. Without team collisions every
+# humanoid geom has contype 2, conaffinity 1 (assets/mjcf/humanoid.xml): it touches the floor and the object but no
+# humanoid, itself included, as the reference humanoid has self-collisions off (reference §1). With them, humanoid k
+# has its own contype bit, 1 << (k + 1), and its conaffinity holds the world bit and every other humanoid's bit, so
+# teammates collide and a humanoid still ignores its own bodies. MAX_HUMANOIDS + 1 bits fit in MuJoCo's 32-bit masks.
+WORLD_CONTYPE = 1
+# The hand bodies whose contact with the object the scene measures, in the order of hand_object_sensor_adr.
+HAND_BODIES = ("right_hand", "left_hand")
+# Contact sensor parameters (mjSENS_CONTACT intprm): data = force only (bit mjCONDATA_FORCE), reduce = netforce (3,
+# the sum of all matching contacts' forces in the world frame), one slot.
+CONTACT_SENSOR_INTPRM = [1 << int(mujoco.mjtConDataField.mjCONDATA_FORCE), 3, 1]
 
 
 class SceneConfigError(ValueError):
@@ -32,6 +44,15 @@ class SceneConfigError(ValueError):
 
 def humanoid_prefix(k: int) -> str:
     return f"h{k}/"
+
+
+def humanoid_collision_bits(k: int, num_humanoids: int, team_collisions: bool) -> tuple[int, int]:
+    """(contype, conaffinity) of humanoid k's geoms; see WORLD_CONTYPE."""
+    if not team_collisions:
+        return 2, WORLD_CONTYPE
+    own = 1 << (k + 1)
+    team = sum(1 << (j + 1) for j in range(num_humanoids))
+    return own, WORLD_CONTYPE | (team & ~own)
 
 
 @dataclass
@@ -48,6 +69,9 @@ class Scene:
     qvel_start: np.ndarray  # [K] start of each humanoid's 34 qvel
     actuator_ids: np.ndarray  # [K, 28] in DoF order
     contact_sensor_adr: np.ndarray  # [K, 15] sensordata address of each body's net contact force (3 numbers)
+    # [K, 2] sensordata address of the net contact force between each hand (HAND_BODIES order) and the object, as
+    # the hand exerts it on the object (3 numbers, world frame)
+    hand_object_sensor_adr: np.ndarray
     object_body_id: int
     object_qpos_start: int
     object_qvel_start: int
@@ -68,6 +92,10 @@ class Scene:
             and np.all(self.qpos_start == self.qpos_start[0] + hum.QPOS_SIZE * k)
             and np.all(self.qvel_start == self.qvel_start[0] + hum.QVEL_SIZE * k)
             and np.all(self.actuator_ids == self.actuator_ids[0, 0] + hum.NUM_DOFS * k[:, None] + np.arange(hum.NUM_DOFS))
+            and np.all(self.contact_sensor_adr.ravel() == self.contact_sensor_adr[0, 0] + 3 * np.arange(
+                self.contact_sensor_adr.size))
+            and np.all(self.hand_object_sensor_adr.ravel() == self.hand_object_sensor_adr[0, 0] + 3 * np.arange(
+                self.hand_object_sensor_adr.size))
         )
 
 
@@ -87,8 +115,12 @@ def _validate(cfg: SceneConfig) -> None:
         raise SceneConfigError("scene.max_object_extent cannot exceed the floor (2 * scene.arena_half_size)")
 
 
-def _humanoid_spec(cfg: SceneConfig) -> mujoco.MjSpec:
+def _humanoid_spec(cfg: SceneConfig, k: int) -> mujoco.MjSpec:
+    """Humanoid k's model, with the scene's effort limit, hand shape and collision bits."""
     spec = mujoco.MjSpec.from_file(str(hum.MJCF_PATH))
+    contype, conaffinity = humanoid_collision_bits(k, cfg.num_humanoids, cfg.team_collisions)
+    for geom in spec.geoms:
+        geom.contype, geom.conaffinity = contype, conaffinity
     for actuator in spec.actuators:  # the MJCF's forcerange holds the published motor gears
         if cfg.torque_limit is None:
             actuator.forcelimited = mujoco.mjtLimited.mjLIMITED_FALSE
@@ -127,14 +159,14 @@ def build_scene(cfg: SceneConfig) -> Scene:
                      rgb1=[0.25, 0.3, 0.35], rgb2=[0.35, 0.4, 0.45], width=512, height=512)
     spec.add_material(name="grid", texrepeat=[1, 1], texuniform=True).textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "grid"
     spec.worldbody.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[cfg.arena_half_size] * 2 + [0.1],
-                            material="grid", contype=1, conaffinity=3, condim=3, friction=[1.0, 0.01, 0.001])
+                            material="grid", contype=WORLD_CONTYPE, conaffinity=3, condim=3, friction=[1.0, 0.01, 0.001])
     spec.worldbody.add_light(name="sun", pos=[0, 0, 6], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
 
     k_count = cfg.num_humanoids
     for k in range(k_count):
         y = (k - (k_count - 1) / 2) * cfg.humanoid_spacing
         frame = spec.worldbody.add_frame(pos=[0.0, y, 0.0])
-        spec.attach(_humanoid_spec(cfg), prefix=humanoid_prefix(k), frame=frame)
+        spec.attach(_humanoid_spec(cfg, k), prefix=humanoid_prefix(k), frame=frame)
 
     obj_body = spec.worldbody.add_body(name=OBJECT_BODY)
     obj_body.add_freejoint(name=OBJECT_PREFIX + "root")
@@ -152,7 +184,14 @@ def build_scene(cfg: SceneConfig) -> Scene:
         for name in hum.BODY_NAMES:
             spec.add_sensor(name=f"{humanoid_prefix(k)}{name}_contact", type=mujoco.mjtSensor.mjSENS_CONTACT,
                             objtype=mujoco.mjtObj.mjOBJ_BODY, objname=f"{humanoid_prefix(k)}{name}",
-                            intprm=[1 << 1, 3, 1])  # data = force, reduce = netforce
+                            intprm=CONTACT_SENSOR_INTPRM)
+    # The force between each hand and the object alone (contacts with the floor, teammates or the other hand left
+    # out), for grip rewards and checks: the sensor matches contacts of body obj vs body ref.
+    for k in range(k_count):
+        for name in HAND_BODIES:
+            spec.add_sensor(name=f"{humanoid_prefix(k)}{name}_object", type=mujoco.mjtSensor.mjSENS_CONTACT,
+                            objtype=mujoco.mjtObj.mjOBJ_BODY, objname=f"{humanoid_prefix(k)}{name}",
+                            reftype=mujoco.mjtObj.mjOBJ_BODY, refname=OBJECT_BODY, intprm=CONTACT_SENSOR_INTPRM)
 
     try:
         model = spec.compile()
@@ -174,6 +213,9 @@ def _index(cfg: SceneConfig, spec: mujoco.MjSpec, model: mujoco.MjModel, object_
     sensor_adr = np.array(
         [[int(model.sensor(f"{humanoid_prefix(k)}{n}_contact").adr[0]) for n in hum.BODY_NAMES] for k in range(k_count)]
     )
+    hand_adr = np.array(
+        [[int(model.sensor(f"{humanoid_prefix(k)}{n}_object").adr[0]) for n in HAND_BODIES] for k in range(k_count)]
+    )
     obj = model.body(OBJECT_BODY)
     obj_joint = model.joint(OBJECT_PREFIX + "root")
     geom_ids = np.nonzero(model.geom_bodyid == obj.id)[0]
@@ -181,6 +223,7 @@ def _index(cfg: SceneConfig, spec: mujoco.MjSpec, model: mujoco.MjModel, object_
     return Scene(
         cfg=cfg, spec=spec, model=model, num_humanoids=k_count, object_info=object_info, body_ids=body_ids,
         qpos_start=qpos_start, qvel_start=qvel_start, actuator_ids=actuator_ids, contact_sensor_adr=sensor_adr,
+        hand_object_sensor_adr=hand_adr,
         object_body_id=obj.id, object_qpos_start=int(obj_joint.qposadr[0]), object_qvel_start=int(obj_joint.dofadr[0]),
         object_geom_ids=geom_ids, dof_limits=dof_limits, default_qpos=model.qpos0.copy(),
     )

@@ -22,7 +22,7 @@ from coohoi import humanoid as hum  # noqa: E402
 from coohoi.config import EngineConfig, SceneConfig  # noqa: E402
 from coohoi.engine import EngineConfigError, make_engine  # noqa: E402
 from coohoi.engine.base import OBJECT_SCALED_FIELDS  # noqa: E402
-from coohoi.engine.warp_gpu import contact_buffer_sizes  # noqa: E402
+from coohoi.engine.warp_gpu import TEAM_PAIR_CONTACTS, contact_buffer_sizes  # noqa: E402
 from coohoi.scene import build_scene  # noqa: E402
 
 WARP_DEVICE = os.environ.get("COOHOI_TEST_WARP_DEVICE", "cpu")
@@ -106,12 +106,13 @@ def box_scene():
 
 
 def test_buffer_sizes_cover_the_scene():
-    """nconmax counts every contact the humanoid, object and floor geoms can make at once."""
+    """nconmax counts every contact the humanoid, object and floor geoms can make at once, plus a fixed allowance per
+    pair of teammates (which collide with each other)."""
     one = contact_buffer_sizes(_scene())
     two = contact_buffer_sizes(_scene(2, "long_box"))
     # Humanoid: 6 spheres, 10 capsules, 2 foot boxes; on the floor 1/2/4 contacts each, on the box 1/2/8.
     assert one[0] == (6 + 20 + 8) + (6 + 20 + 16) + 4
-    assert two[0] == 2 * ((6 + 20 + 8) + (6 + 20 + 16)) + 4
+    assert two[0] == 2 * ((6 + 20 + 8) + (6 + 20 + 16)) + 4 + TEAM_PAIR_CONTACTS
     assert one[1] >= 3 * one[0]  # elliptic cones: condim rows per contact, plus joint limits
 
 

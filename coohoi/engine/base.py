@@ -4,7 +4,9 @@ An engine steps `num_envs` copies of one scene (see coohoi.scene) and exposes ba
 
 - per humanoid, shaped [num_envs, K, ...]: root_pos, root_quat (w, x, y, z), root_lin_vel, root_ang_vel (world
   frame), dof_pos, dof_vel [.., 28], body_pos, body_quat, body_lin_vel, body_ang_vel [.., 15, 3|4] in reference
-  body order, contact_forces [.., 15, 3] (net contact force on each body, world frame);
+  body order, contact_forces [.., 15, 3] (net contact force on each body, world frame), hand_object_force
+  [.., 2, 3] (net contact force on the right and left hand (coohoi.scene.HAND_BODIES) from the object alone, world
+  frame: an object resting on a palm pushes it down with about -m g);
 - the object, shaped [num_envs, ...]: object_pos, object_quat, object_lin_vel, object_ang_vel, and its per-world
   object_half_extents [num_envs, 3] and object_mass [num_envs].
 
@@ -182,6 +184,8 @@ class Engine(abc.ABC):
         self._body_cvel = raw["cvel"][:, bodies].unflatten(1, (k, hum.NUM_BODIES))
         self._root_subtree_com = raw["subtree_com"][:, b0:b0 + k * hum.NUM_BODIES:hum.NUM_BODIES]
         self._contact_sensor = raw["sensordata"][:, s0:s0 + k * hum.NUM_BODIES * 3].unflatten(1, (k, hum.NUM_BODIES, 3))
+        h0, nh = int(sc.hand_object_sensor_adr[0, 0]), sc.hand_object_sensor_adr.shape[1]
+        self._hand_object_sensor = raw["sensordata"][:, h0:h0 + k * nh * 3].unflatten(1, (k, nh, 3))
         # Force and torque (world frame, at the body's centre of mass) applied to each humanoid's pelvis.
         self._root_wrench = raw["xfrc_applied"][:, b0:b0 + k * hum.NUM_BODIES:hum.NUM_BODIES]
         oq, ov = sc.object_qpos_start, sc.object_qvel_start
@@ -194,6 +198,7 @@ class Engine(abc.ABC):
         self.body_lin_vel = zeros(n, k, hum.NUM_BODIES, 3)
         self.body_ang_vel = self._body_cvel[..., 0:3]  # the same at every point of a body: a view, no copy
         self.contact_forces = zeros(n, k, hum.NUM_BODIES, 3)
+        self.hand_object_force = zeros(n, k, self._hand_object_sensor.shape[2], 3)
         self.object_ang_vel = zeros(n, 3)
         self.unstable = torch.zeros(n, dtype=torch.bool, device=self.device)
         base_half = torch.as_tensor(sc.object_info.half_extents, dtype=self.dtype, device=self.device)
@@ -211,8 +216,10 @@ class Engine(abc.ABC):
         ang, lin_at_com = self._body_cvel[..., 0:3], self._body_cvel[..., 3:6]
         offset = self.body_pos - self._root_subtree_com.unsqueeze(2)
         torch.cross(ang, offset, dim=-1, out=self.body_lin_vel).add_(lin_at_com)
-        # The contact sensor reports the force the body exerts; tasks want the force acting on it.
+        # The contact sensor reports the force the body exerts (on the object, for the hand sensors); tasks want the
+        # force acting on it.
         torch.neg(self._contact_sensor, out=self.contact_forces)
+        torch.neg(self._hand_object_sensor, out=self.hand_object_force)
 
     def seed(self, seed: int) -> None:
         """Seed the engine's own randomness (object size and mass sampling)."""

@@ -41,6 +41,12 @@ CONTACTS_WITH_BOX = {
     mujoco.mjtGeom.mjGEOM_CYLINDER: 4, mujoco.mjtGeom.mjGEOM_BOX: 8, mujoco.mjtGeom.mjGEOM_MESH: 8,
 }
 DEFAULT_PAIR_CONTACTS = 4  # geom types missing from the tables above (meshes against meshes)
+# Room for contacts between two teammates (scene.team_collisions). The per-geom-pair bound would be some 600 per pair
+# of humanoids (18 x 18 geoms), a 25-fold larger buffer for four humanoids, while two humanoids overlapped deeply (one
+# 0.15 m ahead of and 0.25 m beside the other, tests/test_scene_team.py) make 25. The contact pool is shared by all
+# worlds, so a world that makes more borrows from the others; a world short of constraint rows is flagged unstable
+# and reset.
+TEAM_PAIR_CONTACTS = 32
 
 
 def _overflow_bits():
@@ -60,25 +66,33 @@ def _can_collide(model: mujoco.MjModel, g1: int, g2: int) -> bool:
 
 def contact_buffer_sizes(scene: Scene) -> tuple[int, int]:
     """(nconmax, njmax) per world from the scene: the most contacts MuJoCo can make between the object, the
-    humanoids and the floor (per-pair limits of each geom type), and the constraint rows those contacts and the
-    joint limits need."""
+    humanoids and the floor (per-pair limits of each geom type) plus TEAM_PAIR_CONTACTS for each pair of humanoids
+    that collide, and the constraint rows those contacts and the joint limits need."""
     model = scene.model
     bodies = {int(b) for b in scene.body_ids.flatten()} | {scene.object_body_id}
     movable = [g for g in range(model.ngeom) if int(model.geom_bodyid[g]) in bodies]
     static = [g for g in range(model.ngeom) if model.geom_bodyid[g] == 0]
     obj_geoms = {int(g) for g in scene.object_geom_ids}
+    humanoid_of = {int(b): k for k in range(scene.num_humanoids) for b in scene.body_ids[k]}
+    owner = {g: humanoid_of.get(int(model.geom_bodyid[g]), -1) for g in movable}
     ncon = 0
+    team_pairs = set()
     for i, g in enumerate(movable):
         for s in static:
             if _can_collide(model, g, s):
                 table = CONTACTS_WITH_PLANE if model.geom_type[s] == mujoco.mjtGeom.mjGEOM_PLANE else CONTACTS_WITH_BOX
                 ncon += table.get(int(model.geom_type[g]), DEFAULT_PAIR_CONTACTS)
         for h in movable[i + 1:]:
+            if owner[g] >= 0 and owner[h] >= 0 and owner[g] != owner[h]:
+                if _can_collide(model, g, h):
+                    team_pairs.add((owner[g], owner[h]))
+                continue
             if _can_collide(model, g, h):
                 other = h if h in obj_geoms else g
                 this = g if other == h else h
                 ncon += CONTACTS_WITH_BOX.get(int(model.geom_type[this]), DEFAULT_PAIR_CONTACTS) \
                     if model.geom_type[other] == mujoco.mjtGeom.mjGEOM_BOX else DEFAULT_PAIR_CONTACTS
+    ncon += TEAM_PAIR_CONTACTS * len(team_pairs)
     elliptic = model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
     max_condim = int(model.geom_condim.max())
     rows_per_contact = max_condim if elliptic else max(1, 2 * (max_condim - 1))
