@@ -5,27 +5,10 @@ reward terms, its extra terminations, where the object (and anything else the ta
 per-episode metrics. Everything numeric is computed by the pure functions of coohoi.envs.observations / rewards /
 terminations.
 
-The env contract (what learners, adapters and evaluation rely on; tests/fake_task_env.py implements it too):
-
-- attributes: num_envs, num_agents, num_rows (= num_envs * num_agents), num_obs, num_actions, num_amp_obs,
-  amp_history, policy_dt, max_episode_length (policy steps), device;
-- `reset()` -> obs [rows, num_obs] float32: every environment starts a new episode;
-- `step(actions [rows, num_actions])` -> (obs, reward [rows], terminated [rows], truncated [rows], info). Finished
-  environments are reset inside the step; `obs` is then the first observation of the new episode. info holds:
-    amp_obs [rows, num_amp_obs]: the AMP feature history of the state reached (before any reset), newest first;
-    reward_terms {name: [rows]}; terminated_reasons {name: [rows] bool};
-    episode_metrics {name: [num_envs]}: values of the episodes that end at this step (meaningful where they end;
-        NaN where a metric does not apply, e.g. precision of a failed episode), among them episode_length;
-    faulted [num_envs] bool: worlds reset because their physics failed or their actions were not finite;
-    final_obs [rows, num_obs] (only with env.keep_final_obs = True): the observation of the state reached, before
-        any reset (learners that bootstrap from time-outs need it); zeros for faulted worlds;
-- `amp_hist` [rows, amp_history, 125] (float32): the AMP history of the current state (after this step's resets);
-- `episode_summary()`: means over the episodes that ended since the last call, and fault counts (one host sync);
-- `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library (`motion_lib`);
-- `seed(seed)`: reseeds starts, placement, noise and demo sampling;
-- `default_pose_action()` -> [num_actions]: the action that holds the default pose;
-- `set_assist(cfg)`, `set_assist_level(level)`: assistance forces (envs.assist) and the curriculum's level in
-  [0, 1] (0 = off).
+The env contract (what learners, adapters, export and evaluation rely on) is written down in coohoi.envs.contract;
+this class implements it. Team tasks use fewer humanoids than the scene holds in some episodes: `agent_mask`
+[rows] marks the active ones; inactive humanoids stand parked (the task places them), act with the default pose,
+earn nothing, never end an episode and count in no metric.
 
 A step has fixed shapes and never synchronises with the host on the GPU engine (the CPU engine, whose state is in
 host memory, skips the resets when nothing ended): environments that end are reset by mask from a pool of
@@ -51,6 +34,18 @@ from coohoi.engine import make_engine
 from coohoi.engine.base import HumanoidState, ObjectState, SimState
 from coohoi.envs.assist import assist_wrench
 from coohoi.envs.config import HumanoidEnvConfig, resolve_dataset_path, validate_humanoid_config
+from coohoi.envs.contract import (
+    CRITIC,
+    INFO_AGENT_MASK,
+    INFO_AMP_OBS,
+    INFO_EPISODE_METRICS,
+    INFO_FAULTED,
+    INFO_FINAL_OBS,
+    INFO_OBSERVATIONS,
+    INFO_REWARD_TERMS,
+    INFO_TERMINATED_REASONS,
+    POLICY,
+)
 from coohoi.envs.observations import PROPRIO_SIZE, proprioception
 from coohoi.envs.terminations import fall_heights, fallen, timed_out
 from coohoi.motion.amp_features import AMP_FEATURE_SIZE, amp_features
@@ -147,6 +142,8 @@ class HumanoidEnv:
         self.amp_history = cfg.amp_history
         self.num_actions = hum.NUM_DOFS
         self.num_obs = PROPRIO_SIZE + self.task_obs_size
+        self.num_critic_obs = self.num_obs + self._critic_state_size()
+        self.observation_groups = {POLICY: self.num_obs, CRITIC: self.num_critic_obs}
         self.num_amp_obs = self.amp_history * AMP_FEATURE_SIZE
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.num_actions,), dtype=np.float32)
@@ -171,9 +168,14 @@ class HumanoidEnv:
         self.key_body_ids = torch.tensor(hum.KEY_BODY_IDS, device=self.device)
         self.hand_body_ids = torch.tensor(hum.HAND_BODY_IDS, device=self.device)
         self._default = e.default_state(1)
+        self._default_action = self.default_pose_action().to(self.dtype)
 
         n = self.num_envs
         self.progress = torch.zeros(n, dtype=torch.long, device=self.device)
+        # Active humanoids per environment (a team task samples it at every reset) and the rows they are.
+        self.team_size = torch.full((n,), self.num_agents, dtype=torch.long, device=self.device)
+        self.agent_mask = torch.ones(self.num_rows, dtype=torch.bool, device=self.device)
+        self._agent_index = torch.arange(self.num_agents, device=self.device).repeat(n)  # [rows]
         self.distance = torch.zeros(n, dtype=self.dtype, device=self.device)  # horizontal root path this episode
         self.amp_hist = torch.zeros(self.num_rows, self.amp_history, AMP_FEATURE_SIZE, dtype=torch.float32,
                                     device=self.device)  # in the discriminator's precision
@@ -321,6 +323,9 @@ class HumanoidEnv:
         self.distance = torch.where(mask, torch.zeros_like(self.distance), self.distance)
         rows = self.per_row(mask)
         self.amp_hist = torch.where(rows[:, None, None], self.rows(starts.amp_history), self.amp_hist)
+        if "team_size" in task:
+            self.team_size = torch.where(mask, task["team_size"].to(self.team_size.dtype), self.team_size)
+            self.agent_mask = self._agent_index < self.per_row(self.team_size)
         self._after_reset(mask, starts)
 
     def _refill_pool(self) -> None:
@@ -367,6 +372,21 @@ class HumanoidEnv:
         return self.observe()
 
     # ---- observation ----------------------------------------------------------------------------------------
+    def observations(self) -> dict[str, torch.Tensor]:
+        """The observation groups of the current state: policy [rows, num_obs] and critic [rows, num_critic_obs]
+        (the policy tensor itself unless the task adds a global state)."""
+        obs = self.observe()
+        state = self._critic_state()
+        return {POLICY: obs, CRITIC: obs if state is None else torch.cat((obs, state.to(torch.float32)), dim=-1)}
+
+    def _critic_state_size(self) -> int:
+        """Numbers the critic group adds to the policy observation (a team task's global state)."""
+        return 0
+
+    def _critic_state(self) -> torch.Tensor | None:
+        """The global state [rows, _critic_state_size()] the critic group adds (None: nothing)."""
+        return None
+
     def observe(self) -> torch.Tensor:
         e = self.engine
         obs = proprioception(self.rows(e.root_pos), self.rows(e.root_quat), self.rows(e.body_pos),
@@ -410,10 +430,13 @@ class HumanoidEnv:
         actions = torch.as_tensor(actions, device=self.device)
         if actions.shape != (self.num_rows, self.num_actions):
             raise ValueError(f"actions must have shape ({self.num_rows}, {self.num_actions}), got {tuple(actions.shape)}")
-        finite = torch.isfinite(actions).all(dim=1)
+        finite = torch.isfinite(actions).all(dim=1) | ~self.agent_mask
         actions = torch.where(finite[:, None], actions, torch.zeros_like(actions)).to(self.dtype)
         bad_env = ~finite.view(self.num_envs, self.num_agents).all(dim=1)
-        return (actions.clamp(-1.0, 1.0) if self.cfg.clip_actions else actions), bad_env
+        actions = actions.clamp(-1.0, 1.0) if self.cfg.clip_actions else actions
+        if self.num_agents > 1:  # parked humanoids hold the default pose
+            actions = torch.where(self.agent_mask[:, None], actions, self._default_action)
+        return actions, bad_env
 
     def default_pose_action(self) -> torch.Tensor:
         """The action [28] whose PD targets are the humanoid's default (standing) pose."""
@@ -439,7 +462,10 @@ class HumanoidEnv:
         self._steps += 1
         self.progress += 1
         faulted = e.unstable | bad_action_env
-        speed = e.root_lin_vel[..., :2].norm(dim=-1).mean(dim=1)  # [num_envs], mean over the env's humanoids
+        active = self.agent_mask  # the rows of this step's episodes
+        team = active.view(self.num_envs, self.num_agents)
+        # [num_envs], mean over the env's active humanoids
+        speed = (e.root_lin_vel[..., :2].norm(dim=-1) * team).sum(dim=1) / self.team_size
         self.distance += torch.where(faulted, torch.zeros_like(speed), speed) * self.policy_dt
         faulted_row = self.per_row(faulted)
 
@@ -451,14 +477,15 @@ class HumanoidEnv:
 
         self._after_physics()
         reward, terms = self._task_reward()
-        zero_if_faulted = lambda v: torch.where(faulted_row, torch.zeros_like(v), torch.nan_to_num(v))  # noqa: E731
-        reward = zero_if_faulted(reward)
-        terms = {k: zero_if_faulted(v).to(torch.float32) for k, v in terms.items()}
+        learn = active & ~faulted_row
+        zero_unless_learnt = lambda v: torch.where(learn, torch.nan_to_num(v), torch.zeros_like(v))  # noqa: E731
+        reward = zero_unless_learnt(reward)
+        terms = {k: zero_unless_learnt(v).to(torch.float32) for k, v in terms.items()}
 
         reasons = {"fall": self._fall()} if self.cfg.enable_early_termination else {}
         reasons.update(self._task_terminated())
         may_end = (self.progress > self.cfg.termination_grace_steps) & ~faulted
-        reasons = {k: v.view(self.num_envs, self.num_agents).any(dim=1) & may_end for k, v in reasons.items()}
+        reasons = {k: (v.view(self.num_envs, self.num_agents) & team).any(dim=1) & may_end for k, v in reasons.items()}
         terminated_env = torch.zeros_like(faulted)
         for v in reasons.values():
             terminated_env = terminated_env | v
@@ -473,12 +500,15 @@ class HumanoidEnv:
         self._fault_counts["unstable"] += e.unstable.sum()
         self._fault_counts["nonfinite_actions"] += bad_action_env.sum()
 
-        info = {"amp_obs": amp_obs, "reward_terms": terms, "episode_metrics": metrics, "faulted": faulted,
-                "terminated_reasons": {k: self.per_row(v) for k, v in reasons.items()}}
+        info = {INFO_AMP_OBS: amp_obs, INFO_REWARD_TERMS: terms, INFO_EPISODE_METRICS: metrics,
+                INFO_FAULTED: faulted, INFO_AGENT_MASK: active,
+                INFO_TERMINATED_REASONS: {k: self.per_row(v) for k, v in reasons.items()}}
         if self.keep_final_obs:  # a failed world has no valid final state: zeros (its transition is faulted)
-            info["final_obs"] = torch.where(faulted_row[:, None], 0.0, self.observe())
+            info[INFO_FINAL_OBS] = torch.where(faulted_row[:, None], 0.0, self.observe())
         self._reset_ended(ended)
-        obs = self.observe()
+        groups = self.observations()
+        info[INFO_OBSERVATIONS] = groups
+        obs = groups[POLICY]
         return obs, reward.to(torch.float32), self.per_row(terminated_env), self.per_row(truncated_env), info
 
     # ---- per-episode metrics --------------------------------------------------------------------------------
