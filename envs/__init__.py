@@ -12,14 +12,17 @@ from coohoi.envs.config import (
     CarryEnvConfig,
     EnvConfigError,
     HumanoidEnvConfig,
+    TeamCarryEnvConfig,
     to_dataclass,
 )
 from coohoi.envs.humanoid_env import HumanoidEnv
+from coohoi.envs.team_carry import TeamCarryEnv
 
 # Env type (task.env_type; a task's variants share it) -> (env class, its config dataclass).
 TASKS: dict[str, tuple[type[HumanoidEnv], type[HumanoidEnvConfig]]] = {
     "amp_locomotion": (AmpLocomotionEnv, AmpLocomotionEnvConfig),
     "carry": (CarryEnv, CarryEnvConfig),
+    "team_carry": (TeamCarryEnv, TeamCarryEnvConfig),
 }
 
 
@@ -41,4 +44,4 @@ def make_env(cfg: Any, motion_lib=None) -> HumanoidEnv:
     return env_cls(env_cfg, scene_cfg, engine_cfg, seed=int(cfg.get("seed", 0)), motion_lib=motion_lib)
 
 
-__all__ = ["TASKS", "AmpLocomotionEnv", "CarryEnv", "EnvConfigError", "HumanoidEnv", "make_env", "task_configs"]
+__all__ = ["TASKS", "AmpLocomotionEnv", "CarryEnv", "EnvConfigError", "HumanoidEnv", "TeamCarryEnv", "make_env", "task_configs"]

@@ -1,8 +1,10 @@
 """The carry task (reference §2-4, §7-8): walk to a box, pick it up, carry it to a target pose and put it down.
 
 Box and target placement are sampled over distance and angle; the defaults are the published placement (angles
-zero: the box straight ahead, the target further along +x). The target is state only (no physics body). Observations and rewards are computed per agent from its handle of the
-object (coohoi.envs.observations.Handle); for the single agent the handle is the whole box.
+zero: the box straight ahead, the target further along +x). The target is state only (no physics body).
+Observations and rewards are computed per agent from its handle of the object (coohoi.envs.observations.Handle,
+team_handles): a team of one holds the whole box; coohoi.envs.team_carry places several agents around one object
+with the same code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from coohoi.engine.base import HumanoidState, ObjectState
 from coohoi.envs.config import CarryEnvConfig
 from coohoi.envs.humanoid_env import HumanoidEnv
+from coohoi.envs.metrics import coohoi_metrics
 from coohoi.envs.observations import (
     TASK_OBS_LAYOUT,
     TASK_OBS_NOISY_PARTS,
@@ -20,8 +23,9 @@ from coohoi.envs.observations import (
     HandlePose,
     carry_task_obs,
     place_handle,
-    whole_box_handle,
+    team_handles,
 )
+from coohoi.objects import TABLE_TOP_THICKNESS
 from coohoi.envs.rewards import carry_reward, carry_state
 from coohoi.envs.terminations import kicked
 from coohoi.rotations import yaw_quat
@@ -31,12 +35,21 @@ class CarryEnv(HumanoidEnv):
     cfg: CarryEnvConfig
     task_obs_size = TASK_OBS_SIZE
 
+    team_task = False  # True: several humanoids carry one object (coohoi.envs.team_carry)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.num_agents != 1:
+        if self.num_agents != 1 and not self.team_task:
             raise ValueError(f"the carry task controls one humanoid per environment; scene.num_humanoids is "
-                             f"{self.num_agents} (cooperative carrying is a separate task)")
+                             f"{self.num_agents} (cooperative carrying is task=team_carry_long_box and its variants)")
         n = self.num_envs
+        kind = self.engine.scene.cfg.object.kind
+        self._round_outline = kind == "round_table"
+        # Tables are gripped at the rim of their top (this fraction of their half height); every other object at
+        # its centre height, over its full height.
+        base_half_height = float(self.engine.object_base_half_extents[2])
+        self._grip_top_fraction = 0.5 * TABLE_TOP_THICKNESS / base_half_height if kind.endswith("table") else None
+        self._handles: Handle | None = None  # every row's handle, recomputed when a reset changes sizes or teams
         self.target_pos = torch.zeros(n, 3, dtype=self.dtype, device=self.device)
         self.target_quat = torch.zeros(n, 4, dtype=self.dtype, device=self.device)
         self.target_quat[:, 0] = 1.0
@@ -55,8 +68,25 @@ class CarryEnv(HumanoidEnv):
 
     # ---- handles --------------------------------------------------------------------------------------------
     def handles(self) -> Handle:
-        """Each row's handle in the object frame (single agent: the whole box)."""
-        return whole_box_handle(self.per_row(self.engine.object_half_extents))
+        """Each row's handle in the object frame (a team of one: the whole object); they change only at resets."""
+        if self._handles is None:
+            self._handles = self.handles_for(self.per_row(self.engine.object_half_extents), self._agent_index,
+                                             self.per_row(self.team_size))
+        return self._handles
+
+    def grip_band(self, half: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centre height and half thickness [R] of the part agents grip, in the object frame, for objects of half
+        sizes [R, 3]: a table top (scaled with the table), or the whole height of any other object."""
+        if self._grip_top_fraction is None:
+            return torch.zeros_like(half[:, 2]), half[:, 2]
+        top = half[:, 2] * self._grip_top_fraction
+        return half[:, 2] - top, top
+
+    def handles_for(self, half: torch.Tensor, agent_index: torch.Tensor, team_size: torch.Tensor) -> Handle:
+        """The handles of rows with these object half sizes [R, 3], team slots [R] and team sizes [R]."""
+        grip_z, grip_half = self.grip_band(half)
+        return team_handles(half, agent_index, team_size, self._round_outline, grip_z, grip_half,
+                            self.cfg.handle_half_size)
 
     def handle_poses(self) -> tuple[HandlePose, HandlePose]:
         """Each row's handle at the object's current pose and at the target pose (both placed in one batch)."""
@@ -109,6 +139,7 @@ class CarryEnv(HumanoidEnv):
         return reach + half[:, :2].norm(dim=-1) + self.cfg.box_clearance
 
     def _after_reset(self, mask: torch.Tensor, starts) -> None:
+        self._handles = None
         self.target_pos = torch.where(mask[:, None], starts.task["target_pos"], self.target_pos)
         self.target_quat = torch.where(mask[:, None], starts.task["target_quat"], self.target_quat)
         self.first_success_step = torch.where(mask, torch.full_like(self.first_success_step, -1),
@@ -136,9 +167,8 @@ class CarryEnv(HumanoidEnv):
                                      hand_pos, current, target, c)
         # Progress trackers of the episode (metrics): reached the standing point; held the box (held reward above
         # c.held_threshold) for c.held_seconds in a row.
-        envs = lambda v: v.view(self.num_envs, -1).all(dim=1)  # noqa: E731
-        self.reached |= envs(terms["walk_pos"] >= 1.0)  # 1 exactly within walk_arrived_distance
-        holding = envs(terms["held"] > c.held_threshold)
+        self.reached |= self.whole_team(terms["walk_pos"] >= 1.0)  # 1 exactly within walk_arrived_distance
+        holding = self.whole_team(terms["held"] > c.held_threshold)
         self.held_streak = torch.where(holding, self.held_streak + 1, torch.zeros_like(self.held_streak))
         self.held |= self.held_streak * self.policy_dt >= c.held_seconds - 1e-9
         return reward, terms
@@ -152,6 +182,10 @@ class CarryEnv(HumanoidEnv):
                                  c.kicked_speed, c.kicked_box_height, c.kicked_hand_height)}
 
     # ---- metrics (reference §8) -----------------------------------------------------------------------------
+    def whole_team(self, per_row: torch.Tensor) -> torch.Tensor:
+        """[rows] bool -> [num_envs]: true for every active agent of the environment."""
+        return (per_row | ~self.agent_mask).view(self.num_envs, self.num_agents).all(dim=1)
+
     def object_target_distance(self) -> torch.Tensor:
         """[num_envs] 3D distance of the object centre from the target (at resting height)."""
         return (self.engine.object_pos - self.target_pos).norm(dim=-1)
@@ -164,17 +198,15 @@ class CarryEnv(HumanoidEnv):
 
     def _episode_metrics(self) -> dict[str, torch.Tensor]:
         dist = self.object_target_distance()
-        success = dist < self.cfg.success_distance
-        nan = torch.full_like(dist, float("nan"))
-        first = self.first_success_step.to(dist.dtype)
+        coohoi = coohoi_metrics(dist, self.first_success_step, self.cfg.success_distance, self.policy_dt)
         current, target = self._step_poses
         state = carry_state(current, target, self.cfg)
         return {
-            "success_rate": success.to(dist.dtype),
+            "success_rate": coohoi["success"],
             "final_distance_m": dist,
-            "precision_cm": torch.where(success, 100.0 * dist, nan),
-            "completion_time_s": torch.where(success & (first >= 0), first * self.policy_dt, nan),
-            "placed_rate": state["placed"].view(self.num_envs, -1).all(dim=1).to(dist.dtype),
+            "precision_cm": coohoi["precision_cm"],
+            "completion_time_s": coohoi["completion_time_s"],
+            "placed_rate": self.whole_team(state["placed"]).to(dist.dtype),
             "reached_rate": self.reached.to(dist.dtype),
             "held_rate": self.held.to(dist.dtype),
         }

@@ -87,8 +87,11 @@ class CarryEnvConfig(HumanoidEnvConfig):
     box_clearance: float = 0.15
     randomize_object: bool = True  # sample size and mass from scene.object.{size,mass}_scale_range at every reset
 
-    # Handle geometry: standing point this far outside the handle's -x face, on the ground.
+    # Handle geometry (coohoi.envs.observations.team_handles): standing point this far outside the handle's -x face,
+    # on the ground; a team member's handle is a square sub-box of this half size (the single-agent box's: CooHOI's
+    # width-sized end of the 0.5 m wide long box).
     stand_offset: float = 0.2
+    handle_half_size: float = 0.25
 
     # Rewards (reference §4): coefficients of the exponentials, thresholds and weights.
     walk_pos_coef: float = 2.0
@@ -122,6 +125,30 @@ class CarryEnvConfig(HumanoidEnvConfig):
     task_obs_noise_std: float = 0.1
 
 
+@dataclass
+class TeamCarryEnvConfig(CarryEnvConfig):
+    """Cooperative carrying (coohoi.envs.team_carry; reference §3-4, §7). The box_distance_range and
+    box_direction_range of the single-agent placement do not apply: the team stands around the object."""
+
+    # Active humanoids per environment, sampled uniformly at every reset from [low, high] (at most
+    # scene.num_humanoids, the slots the scene holds).
+    team_size_range: list[int] = field(default_factory=lambda: [2, 2])
+    # Published for two agents: the object between the humanoids plus U[0.5, 2] m, random yaw; target 1.5-10 m away.
+    start_distance_range: list[float] = field(default_factory=lambda: [0.5, 2.0])  # beyond each standing point
+    start_circle_radius: float | None = None  # TeamHOI: agents on a circle of this radius around the object
+    box_yaw_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    target_direction_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    target_yaw_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
+    # Two agents (reference §4): "near the target" within 0.5 m, and no carry_face term.
+    near_xy_sq: float = 0.25
+    reward_weights: dict[str, float] = field(default_factory=lambda: {
+        "walk_pos": 0.1, "walk_vel": 0.1, "walk_face": 0.1, "held": 0.4, "carry_far": 0.1,
+        "carry_near": 0.2, "carry_face": 0.0, "carry_dir": 0.1, "putdown": 0.1})
+    # Inactive humanoids stand here (x, y), park_spacing apart along y, far from the team and from each other.
+    park_xy: list[float] = field(default_factory=lambda: [-25.0, -25.0])
+    park_spacing: float = 2.0
+
+
 def to_dataclass(cls: type[T], node: Any, where: str) -> T:
     """coohoi.config.to_dataclass, raising EnvConfigError."""
     return core_to_dataclass(cls, node, where, EnvConfigError)
@@ -148,6 +175,13 @@ def validate_humanoid_config(cfg: HumanoidEnvConfig, where: str = "task.env") ->
             lo_hi = getattr(cfg, name)
             if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
                 fail(f"{name} must be [low, high] with low <= high, got {lo_hi}")
+        if isinstance(cfg, TeamCarryEnvConfig):
+            for name in ("team_size_range", "start_distance_range"):
+                lo_hi = getattr(cfg, name)
+                if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < (1 if name == "team_size_range" else 0):
+                    fail(f"{name} must be [low, high] with 0 < low <= high, got {lo_hi}")
+            if cfg.start_circle_radius is not None and not cfg.start_circle_radius > 0:
+                fail(f"start_circle_radius must be positive or null, got {cfg.start_circle_radius}")
         missing = [t for t in REWARD_TERMS if t not in cfg.reward_weights]
         extra = [t for t in cfg.reward_weights if t not in REWARD_TERMS]
         if missing or extra:

@@ -17,12 +17,13 @@ Positions are relative to the root, rotations and velocities are in the heading 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from coohoi import humanoid as hum
-from coohoi.rotations import heading_quat_inverse, quat_mul, quat_rotate, quat_rotate_yaw, quat_to_tan_norm
+from coohoi.rotations import heading_quat_inverse, quat_mul, quat_rotate, quat_rotate_yaw, quat_to_tan_norm, yaw_quat
 
 PROPRIO_SIZE = 1 + 3 * (hum.NUM_BODIES - 1) + 6 * hum.NUM_BODIES + 3 * hum.NUM_BODIES + 3 * hum.NUM_BODIES
 assert PROPRIO_SIZE == 223
@@ -81,6 +82,51 @@ def whole_box_handle(half_extents: torch.Tensor) -> Handle:
     identity = torch.zeros(rows, 4, dtype=half_extents.dtype, device=half_extents.device)
     identity[:, 0] = 1.0
     return Handle(torch.zeros_like(half_extents), identity, half_extents)
+
+
+def team_handles(half_extents: torch.Tensor, agent_index: torch.Tensor, team_size: torch.Tensor,
+                 round_outline: bool, grip_z: torch.Tensor, grip_half_height: torch.Tensor,
+                 handle_half_size: float) -> Handle:
+    """Handles for teams of any size (rows = agents): agent k of a team of m holds the object at arc length k/m of
+    its outline, starting at the middle of the -x end, so two agents hold the two short ends (CooHOI, reference
+    §3) and larger teams spread evenly around a table's rim (TeamHOI). A team of one holds the whole object.
+
+    half_extents [R, 3] of the object's bounding box; agent_index, team_size [R] long; round_outline: the outline is
+    a circle of radius half_extents x (else the bounding rectangle); grip_z [R]: height of the gripped part's centre
+    in the object frame (0 for boxes, the top's centre for tables); grip_half_height [R]: its half thickness.
+    Each handle is a square sub-box of half size min(handle_half_size, half width) inside the outline at the agent's
+    rim point, turned so that its +x axis points inward (its -x face, where the agent stands, faces out)."""
+    dtype, device = half_extents.dtype, half_extents.device
+    hx, hy = half_extents[:, 0], half_extents[:, 1]
+    s = agent_index.to(dtype) / team_size.clamp_min(1).to(dtype)  # fraction of the outline
+    # Rectangle: the rim from (-hx, 0) along -x side to (-hx, -hy), then the -y, +x, +y sides and back.
+    lengths = torch.stack((hy, 2 * hx, 2 * hy, 2 * hx, hy), dim=-1)  # [R, 5]
+    ends = lengths.cumsum(dim=-1)
+    arc = s * ends[:, -1]
+    seg = (arc.unsqueeze(-1) >= ends).sum(dim=-1).clamp_max(4)
+    along = arc - (ends.gather(1, seg[:, None])[:, 0] - lengths.gather(1, seg[:, None])[:, 0])
+    zero = torch.zeros_like(hx)
+    starts_x = torch.stack((-hx, -hx, hx, hx, -hx), dim=-1).gather(1, seg[:, None])[:, 0]
+    starts_y = torch.stack((zero, -hy, -hy, hy, hy), dim=-1).gather(1, seg[:, None])[:, 0]
+    dirs = torch.tensor([[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=dtype, device=device)
+    yaws = torch.tensor([0.0, 0.5 * math.pi, math.pi, -0.5 * math.pi, 0.0], dtype=dtype, device=device)
+    rect_xy = torch.stack((starts_x, starts_y), dim=-1) + along.unsqueeze(-1) * dirs[seg]
+    rect_yaw = yaws[seg]
+    if round_outline:  # from angle pi (the -x side) around
+        theta = math.pi + 2.0 * math.pi * s
+        rim = hx.unsqueeze(-1) * torch.stack((torch.cos(theta), torch.sin(theta)), dim=-1)
+        yaw = theta - math.pi
+    else:
+        rim, yaw = rect_xy, rect_yaw
+    depth = torch.minimum(hy, hx).clamp_max(handle_half_size)
+    inward = torch.stack((torch.cos(yaw), torch.sin(yaw)), dim=-1)
+    center = torch.cat((rim + depth.unsqueeze(-1) * inward, grip_z.unsqueeze(-1)), dim=-1)
+    half = torch.stack((depth, depth, grip_half_height), dim=-1)
+    quat = yaw_quat(yaw)
+    whole = (team_size <= 1)[:, None]  # one agent: the whole object, held at its centre
+    alone = whole_box_handle(half_extents)
+    return Handle(torch.where(whole, alone.center, center), torch.where(whole, alone.quat, quat),
+                  torch.where(whole, alone.half_extents, half))
 
 
 def box_corners(center: torch.Tensor, quat: torch.Tensor, half_extents: torch.Tensor) -> torch.Tensor:
