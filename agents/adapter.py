@@ -6,7 +6,8 @@
 - `GymnasiumVectorEnv`: the gymnasium VectorEnv interface (reset/step with terminations and truncations) for users
   of other RL libraries; torch tensors by default, numpy arrays with `numpy=True`.
 
-Rows are num_envs * num_agents: one row per controlled humanoid, each an independent actor for the learner.
+Rows are num_envs * num_agents: one row per controlled humanoid, each an actor for the learner (rl-games sees one
+agent per row, so every row has its own value; MAPPO's central critic reads the env's critic group per row).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from gymnasium.vector.utils import batch_space
 from rl_games.common import env_configurations, vecenv
 from rl_games.common.ivecenv import IVecEnv
 
+from coohoi.envs.contract import CRITIC, INFO_OBSERVATIONS, POLICY
+
 RLGAMES_ENV_NAME = "coohoi"
 RLGAMES_VECENV_TYPE = "COOHOI"
 
@@ -33,20 +36,26 @@ class RlGamesVecEnv(IVecEnv):
     """rl-games view of a coohoi env. step() returns (obs, reward, dones, info) as device tensors.
 
     info gains "time_outs" (episodes cut by the time limit rather than a failure) so rl-games bootstraps their
-    value; everything else the env reports (coohoi.envs.humanoid_env: the env contract) passes through.
+    value; everything else the env reports (coohoi.envs.contract) passes through. With central_value=True the
+    observations are rl-games' {"obs": policy group, "states": critic group}, for its central value network.
     """
 
-    def __init__(self, env):
+    def __init__(self, env, central_value: bool = False):
         self.env = env
+        self.central_value = central_value
+
+    def _obs(self, groups: dict[str, torch.Tensor]):
+        return {"obs": groups[POLICY], "states": groups[CRITIC]} if self.central_value else groups[POLICY]
 
     def step(self, actions: torch.Tensor):
         obs, reward, terminated, truncated, info = self.env.step(actions)
         info["time_outs"] = truncated & ~terminated
         dones = (terminated | truncated).to(torch.uint8)
-        return obs, reward, dones, info
+        return self._obs(info[INFO_OBSERVATIONS]), reward, dones, info
 
     def reset(self):
-        return self.env.reset()
+        self.env.reset()
+        return self._obs(self.env.observations())
 
     def episode_summary(self) -> dict[str, float]:
         """Means of the per-episode metrics (success rate, final distance, ...) since the last call."""
@@ -56,13 +65,17 @@ class RlGamesVecEnv(IVecEnv):
         return 1  # agents are already flattened into rows (num_actors = env.num_rows)
 
     def get_env_info(self) -> dict[str, Any]:
-        return {
+        info = {
             "observation_space": self.env.observation_space,
             "action_space": self.env.action_space,
             "amp_observation_space": amp_observation_space(self.env),
             "agents": 1,
             "value_size": 1,
         }
+        if self.central_value:
+            size = self.env.observation_groups[CRITIC]
+            info["state_space"] = gymnasium.spaces.Box(-np.inf, np.inf, (size,), dtype=np.float32)
+        return info
 
     def fetch_amp_demo(self, num_samples: int) -> torch.Tensor:
         return self.env.fetch_amp_demo(num_samples)
@@ -82,12 +95,12 @@ class RlGamesVecEnv(IVecEnv):
             setter(env_state)
 
 
-def register_rlgames_env(env_factory: Callable[[], Any]) -> None:
+def register_rlgames_env(env_factory: Callable[[], Any], central_value: bool = False) -> None:
     """Make `env_name: coohoi` work in rl-games configs; env_factory() builds the coohoi env."""
     vecenv.register(
         RLGAMES_VECENV_TYPE,
         lambda config_name, num_actors, **kwargs: RlGamesVecEnv(
-            env_configurations.configurations[config_name]["env_creator"](**kwargs)
+            env_configurations.configurations[config_name]["env_creator"](**kwargs), central_value
         ),
     )
     env_configurations.register(

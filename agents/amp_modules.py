@@ -90,15 +90,22 @@ def discriminator_loss(
     demo_inputs: torch.Tensor,
     disc: Discriminator,
     cfg: DiscLossConfig = DiscLossConfig(),
+    policy_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Loss terms of the discriminator. demo_logits must come from demo_inputs (requires_grad) through disc.
+    policy_mask [B] (bool): the policy samples that count (inactive team slots do not); None: all.
 
     Returns a dict with "loss" (total, to be scaled by the disc loss coefficient) and every term and diagnostic
     (detached): bce, grad_penalty, logit_reg, weight_decay, demo_accuracy, policy_accuracy, demo_logit,
     policy_logit.
     """
     bce_demo = F.binary_cross_entropy_with_logits(demo_logits, torch.ones_like(demo_logits))
-    bce_policy = F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits))
+    if policy_mask is None:
+        policy_mask = torch.ones_like(policy_logits, dtype=torch.bool)
+    weight = policy_mask.to(policy_logits.dtype)
+    count = weight.sum().clamp_min(1.0)
+    bce_policy = (F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits),
+                                                     reduction="none") * weight).sum() / count
     bce = 0.5 * (bce_demo + bce_policy)
     penalty = gradient_penalty(demo_logits, demo_inputs)
     logit_reg = disc.logit.weight.square().sum()
@@ -111,9 +118,9 @@ def discriminator_loss(
             "logit_reg": logit_reg.detach(),
             "weight_decay": weight_decay.detach(),
             "demo_accuracy": (demo_logits > 0).float().mean(),
-            "policy_accuracy": (policy_logits < 0).float().mean(),
+            "policy_accuracy": ((policy_logits < 0).float() * weight).sum() / count,
             "demo_logit": demo_logits.mean(),
-            "policy_logit": policy_logits.mean(),
+            "policy_logit": (policy_logits * weight).sum() / count,
         }
     return {"loss": loss, **stats}
 

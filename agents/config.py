@@ -83,6 +83,10 @@ class PPOConfig:
     mu_init_range: float | None = None  # None: PyTorch's default init of the action-mean layer
     mu_init_bias: str = "zero"  # zero | default_pose: the untrained mean action holds the standing pose
     torch_compile: bool = False  # CUDA only
+    # What the value function sees: local = the agent's own policy observation (CooHOI's released two-agent code);
+    # central = the env's critic group (the policy observation plus the team's global state: MAPPO), learnt by
+    # rl-games' central value network. Identical for single-agent tasks, whose critic group is the policy's.
+    critic: str = "local"
 
 
 @dataclass
@@ -194,9 +198,14 @@ class TrainConfig:
         "td3.updates_per_step": 1,
     })
     cpu_applied: dict[str, Any] = field(default_factory=dict)  # set by coohoi: what cpu_overrides changed here
+    # A phase-1 checkpoint to start from (fine-tuning, e.g. a team task from the single-agent carry policy): actor,
+    # critic (train.ppo.critic=local), discriminator and normalisers take its weights, and its network sizes; a
+    # checkpoint whose observation, action or AMP layout differs from the task's is refused, naming both.
+    init_from: str | None = None
 
 
 PLAY_POLICIES = ("checkpoint", "zero")
+CRITICS = ("local", "central")
 
 
 @dataclass
@@ -239,6 +248,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
              f"must be one of {', '.join(LR_SCHEDULES)}, got {p.lr_schedule!r}")
     _require(p.mu_init_bias in MU_INIT_BIASES, "ppo.mu_init_bias",
              f"must be one of {', '.join(MU_INIT_BIASES)}, got {p.mu_init_bias!r}")
+    _require(p.critic in CRITICS, "ppo.critic", f"must be one of {', '.join(CRITICS)}, got {p.critic!r}")
     for key in ("horizon_length", "minibatch_size", "mini_epochs"):
         _require(getattr(p, key) >= 1, f"ppo.{key}", f"must be >= 1, got {getattr(p, key)}")
     for key in ("learning_rate", "kl_threshold"):

@@ -188,8 +188,18 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "amp": amp_settings,
         "rollout_threads": rollout_threads(cfg),
         "learn_threads": learn_threads(cfg),
-        "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions, **net},
+        "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions,
+                     "critic": p.critic, **net},
     }
+    if p.critic == "central":  # rl-games' central value network on the env's critic group (MAPPO)
+        config["central_value_config"] = {
+            "minibatch_size": minibatch, "mini_epochs": p.mini_epochs, "learning_rate": p.learning_rate,
+            "lr_schedule": None, "clip_value": p.clip_value, "normalize_input": p.normalize_input,
+            "truncate_grads": True, "grad_norm": p.grad_norm, "e_clip": p.e_clip,
+            "network": {"name": "actor_critic", "central_value": True,
+                        "mlp": {"units": list(net["mlp_units"]), "activation": net["activation"], "d2rl": False,
+                                "initializer": {"name": "default"}}},
+        }
     return {
         "seed": int(cfg.seed),
         "torch_threads": rollout_threads(cfg),
@@ -213,18 +223,46 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
     if t.algo == "td3":
         from coohoi.agents.offpolicy import OffPolicyAMP
 
+        team_sizes = getattr(getattr(env, "cfg", None), "team_size_range", None)
+        if team_sizes is not None and team_sizes[0] < env.num_agents:
+            raise ValueError(f"train=td3 learns from every row and does not mask inactive team slots: use "
+                             f"task.env.team_size_range=[{env.num_agents},{env.num_agents}] (scene.num_humanoids "
+                             f"{env.num_agents}) or the PPO learner")
         learner = OffPolicyAMP(cfg, t, env, max_epochs=max_epochs, on_epoch_end=on_epoch_end)
+        if t.init_from:
+            init_from_layout(t.init_from, env)
+            learner.restore(t.init_from, set_epoch=False)
+            print(f"initialised from the phase-1 checkpoint {t.init_from}", flush=True)
         return learner, None
     from coohoi.agents.rlgames import AMP_NAME, make_runner
 
-    vec_env = RlGamesVecEnv(env)
-    register_rlgames_env(lambda: env)
-    params = build_rlgames_params(cfg, vec_env, max_epochs=max_epochs)
+    central = t.ppo.critic == "central"
+    vec_env = RlGamesVecEnv(env, central_value=central)
+    register_rlgames_env(lambda: env, central_value=central)
+    phase1 = init_from_layout(t.init_from, env) if t.init_from else None
+    params = build_rlgames_params(cfg, vec_env, max_epochs=max_epochs, network=phase1)
     params["config"]["on_epoch_end"] = on_epoch_end
     runner = make_runner()
     runner.load_config(params)  # seeds torch/numpy/random, sets threads, builds the reward shaper (no deepcopy)
     agent = runner.algo_factory.create(AMP_NAME, base_name="run", params=runner.params)
+    if t.init_from:  # the central value network (MAPPO) is not part of the model: it starts fresh
+        agent.restore(t.init_from, set_epoch=False)
+        print(f"initialised from the phase-1 checkpoint {t.init_from} (actor, "
+              f"{'critic, ' if not central else ''}discriminator and normalisers)", flush=True)
     return agent, runner
+
+
+def init_from_layout(path: str, env) -> dict:
+    """The network sizes of a phase-1 checkpoint, after checking that its observation, action and AMP layout is the
+    env's (a mismatch raises CheckpointError naming both layouts)."""
+    state = load_checkpoint(path, map_location="cpu")
+    meta = state.get("coohoi", {})
+    theirs = {k: meta.get(k) for k in ("num_obs", "num_actions", "num_amp_obs")}
+    ours = {"num_obs": env.num_obs, "num_actions": env.num_actions, "num_amp_obs": env.num_amp_obs}
+    if theirs != ours:
+        raise CheckpointError(f"train.init_from: checkpoint {path!r} (task {meta.get('task')!r}) has the layout "
+                              f"{theirs}; this task ({type(env).__name__}) has {ours}")
+    return {k: meta[k] for k in ("mlp_units", "disc_units", "activation") if k in meta}
 
 
 def format_progress(metrics: dict[str, float], max_epochs: int) -> str:
@@ -390,6 +428,9 @@ def train(cfg: DictConfig) -> int:
         raise ValueError("resume=true needs checkpoint=PATH (e.g. runs/<experiment>/nn/last.pth)")
     if checkpoint and not Path(checkpoint).is_file():
         raise ValueError(f"checkpoint {checkpoint!r} does not exist")
+    if checkpoint and t.init_from:
+        raise ValueError("give either checkpoint=PATH (this task's run) or train.init_from=PATH (a phase-1 policy), "
+                         "not both")
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     _print_cpu_adjustments(cfg)

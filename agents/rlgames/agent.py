@@ -10,6 +10,12 @@ Per epoch:
    samples (BCE, gradient penalty, logit regularisation, weight decay), scaled by `amp.disc_coef`;
 5. offer the rollout's AMP features to the policy replay buffer.
 
+Teams (MAPPO): agents are rows of the batch with one shared actor; the critic reads the agent's own observation, or
+(train.ppo.critic=central) rl-games' central value network reads the env's critic group. Rows the env marks inactive
+(info["agent_mask"]: parked team slots) earn no reward and are left out of the advantage normalisation, the actor,
+critic and central value losses (rl-games' loss masks, weighted to a mean over active rows), the discriminator's
+policy samples, the replay buffer and the episode statistics.
+
 The AMP feature normaliser is updated in the first mini-epoch with every sample the discriminator sees.
 Training settings come from rl-games' `config` section plus `config.amp` (see cfg/task/*.yaml, `train.amp`).
 """
@@ -84,6 +90,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.rollout_threads = int(config.get("rollout_threads", 0))
         self.learn_threads = int(config.get("learn_threads", 0))
         self.session = None  # coohoi.agents.train.TrainingSession, when run by `coohoi train`
+        self._all_active = True  # every row of the last rollout was an active agent
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -124,7 +131,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
         buf["style_rewards"] = torch.zeros(base + (1,), device=self.ppo_device)
         buf["time_outs"] = torch.zeros(base, device=self.ppo_device)
         buf["next_dones"] = torch.zeros(base, device=self.ppo_device)
-        self.tensor_list = self.tensor_list + ["amp_obs"]
+        buf["agent_mask"] = torch.ones(base, device=self.ppo_device)
+        self.tensor_list = self.tensor_list + ["amp_obs", "agent_mask"]
         self.episode_stats = EpisodeStats(rows, self.ppo_device)
 
     # ---------------------------------------------------------------- rollout
@@ -144,6 +152,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
         for n in range(self.horizon_length):
             res = self.get_action_values(self.obs)
             buf.update_data("obses", n, self.obs["obs"])
+            if self.has_central_value:
+                buf.update_data("states", n, self.obs["states"])
             buf.update_data("dones", n, self.dones)
             for key in self.update_list:
                 buf.update_data(key, n, res[key])
@@ -154,17 +164,19 @@ class AMPAgent(a2c_continuous.A2CAgent):
             buf.update_data("amp_obs", n, infos["amp_obs"])
             buf.update_data("time_outs", n, infos["time_outs"])
             buf.update_data("next_dones", n, self.dones)
+            buf.update_data("agent_mask", n, infos["agent_mask"])
             self.episode_stats.record_step_info(infos)
 
         tensors = buf.tensor_dict
-        style = self.compute_style_rewards(tensors["amp_obs"])
+        style = self.compute_style_rewards(tensors["amp_obs"]) * tensors["agent_mask"]
         tensors["style_rewards"].copy_(style.unsqueeze(-1))
         rewards = (self.task_reward_weight * tensors["task_rewards"]
                    + self.style_reward_weight * tensors["style_rewards"])
         if self.value_bootstrap:
             rewards = rewards + self.gamma * tensors["values"] * tensors["time_outs"].unsqueeze(-1)
-        tensors["rewards"].copy_(rewards)
-        self.episode_stats.record_rollout(tensors["task_rewards"], tensors["style_rewards"], tensors["next_dones"])
+        tensors["rewards"].copy_(rewards * tensors["agent_mask"].unsqueeze(-1))
+        self.episode_stats.record_rollout(tensors["task_rewards"], tensors["style_rewards"],
+                                          tensors["next_dones"] * tensors["agent_mask"])
 
         last_values = self.get_values(self.obs)
         advantages = self.discount_values(
@@ -192,17 +204,36 @@ class AMPAgent(a2c_continuous.A2CAgent):
         buffers_time = time.perf_counter() - start
         result = list(super().train_epoch())
         start = time.perf_counter()
-        self.replay_buffer.store(self.experience_buffer.tensor_dict["amp_obs"])
+        tensors = self.experience_buffer.tensor_dict
+        amp_obs = tensors["amp_obs"]
+        self.replay_buffer.store(amp_obs if self._all_active else amp_obs[tensors["agent_mask"] > 0])
         buffers_time += time.perf_counter() - start
         result[2] += buffers_time  # update time: the AMP buffers are part of learning
         result[3] += buffers_time  # epoch time
         return tuple(result)
 
     def prepare_dataset(self, batch_dict):
+        mask = batch_dict["agent_mask"]
+        self._all_active = bool(mask.all())  # one host sync per epoch
+        normalize = self.normalize_advantage
+        if not self._all_active:  # loss weights with mean 1 over the batch: a mean over the active rows
+            batch_dict["rnn_masks"] = mask * (mask.numel() / mask.sum())
+            self.normalize_advantage = False
         super().prepare_dataset(batch_dict)
+        self.normalize_advantage = normalize
+        if not self._all_active and normalize:
+            adv = self.dataset.values_dict["advantages"]
+            active = mask > 0
+            mean, std = adv[active].mean(), adv[active].std()
+            self.dataset.values_dict["advantages"] = torch.where(active, (adv - mean) / (std + 1e-8), 0.0)
         policy = batch_dict["amp_obs"]
-        replay = self.replay_buffer.sample(policy.shape[0]) if len(self.replay_buffer) else policy
+        if len(self.replay_buffer):
+            replay = self.replay_buffer.sample(policy.shape[0])
+        else:  # before the first store: the rollout itself, its active rows only (in a fixed-size batch)
+            active = torch.nonzero(mask > 0).flatten()
+            replay = policy[active[torch.randint(active.numel(), (policy.shape[0],), device=policy.device)]]
         self.dataset.values_dict["amp_obs"] = policy
+        self.dataset.values_dict["amp_mask"] = mask
         self.dataset.values_dict["amp_obs_replay"] = replay
         self.dataset.values_dict["amp_obs_demo"] = self.demo_buffer.sample(policy.shape[0])
 
@@ -210,13 +241,16 @@ class AMPAgent(a2c_continuous.A2CAgent):
         n = self.amp_minibatch_size
         policy = torch.cat((input_dict["amp_obs"][:n], input_dict["amp_obs_replay"][:n]))
         demo = input_dict["amp_obs_demo"][:n]
+        # Inactive rows' samples count nowhere (the replay half holds active rows' samples only).
+        mask = None if self._all_active else torch.cat((input_dict["amp_mask"][:n] > 0,
+                                                        torch.ones(n, dtype=torch.bool, device=policy.device)))
         if self._disc_minibatches_seen < self.num_minibatches:  # first mini-epoch: every sample updates the stats
-            self.model.amp_mean_std.update(torch.cat((policy, demo)))
+            self.model.amp_mean_std.update(torch.cat((policy if mask is None else policy[mask], demo)))
         self._disc_minibatches_seen += 1
         demo_in = self.model.normalize_amp_obs(demo).requires_grad_(True)
         disc = self.model.disc
         return discriminator_loss(disc(demo_in), disc(self.model.normalize_amp_obs(policy)), demo_in, disc,
-                                  self.disc_loss_cfg)
+                                  self.disc_loss_cfg, policy_mask=mask)
 
     def calc_gradients(self, input_dict):
         batch_dict = {
@@ -228,7 +262,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         loss, a_loss, c_loss, entropy, b_loss, _ = self.calc_losses(
             self.actor_loss_func, input_dict["old_logp_actions"], res["prev_neglogp"], input_dict["advantages"],
             self.e_clip, input_dict["old_values"], res["values"], input_dict["returns"], res["mus"],
-            res["entropy"], None,
+            res["entropy"], input_dict.get("rnn_masks"),
         )
         disc = self._discriminator_terms(input_dict)
         loss = loss + self.disc_coef * disc["loss"]
