@@ -40,6 +40,13 @@ BENCH_SCENES = {
 }
 SCENE_TITLES = {"box1": "1 humanoid + box", "longbox2": "2 humanoids + long box"}
 DEFAULT_NUM_ENVS = {"mujoco": [1, 64, 256, 1024], "warp": [1024, 4096, 8192]}
+# The task envs timed with their whole step (observations, rewards, resets), by agents per environment: the
+# single-agent carry, two agents with the long box, four with the rectangular table (a scene of exactly 4 slots).
+BENCH_TASKS = {
+    1: ["task=carry_box"],
+    2: ["task=team_carry_long_box"],
+    4: ["task=team_carry_table", "task.scene.num_humanoids=4", "task.env.team_size_range=[4,4]"],
+}
 # PD targets during the benchmark: the default pose plus this much fixed noise (rad), so humanoids move and fall.
 TARGET_NOISE = 0.1
 
@@ -54,6 +61,9 @@ class BenchSettings:
     raw: bool = True  # also time the raw simulator
     training_num_envs: list[int] | None = None  # None: [256] on the CPU engine, none on warp; [] skips training
     training_epochs: int = 3  # timed epochs (after one warm-up epoch)
+    # Task env steps (BENCH_TASKS) at these environment counts; None: [128] on the CPU engine, [4096] on warp
+    task_num_envs: list[int] | None = None
+    task_agents: list[int] | None = None  # team sizes of BENCH_TASKS to time; None: all
 
 
 @dataclass
@@ -252,12 +262,57 @@ def run(cfg: DictConfig) -> int:
         table = format_table(SCENE_TITLES.get(name, name), base, derive_decimation(base, scene.model.opt.timestep), rows)
         print(table, flush=True)
         results[name] = rows
+    task_counts = settings.task_num_envs
+    if task_counts is None:
+        task_counts = [128] if base.name == "mujoco" else [4096]
+    if task_counts:
+        print(task_table(cfg, settings, task_counts), flush=True)
     training_counts = settings.training_num_envs
     if training_counts is None:
         training_counts = [256] if base.name == "mujoco" else []
     if training_counts:
         print(training_table(cfg, training_counts, settings.training_epochs), flush=True)
     return 0
+
+
+def task_table(cfg: DictConfig, settings: BenchSettings, counts: list[int]) -> str:
+    """The task envs' whole step (BENCH_TASKS: 1, 2 and 4 agents) in environment steps/s, next to raw mujoco.batch
+    (or mujoco_warp) stepping the same scene, in alternating rounds."""
+    from coohoi.cli import compose
+    from coohoi.envs import make_env
+
+    lines = [f"task envs: engine={cfg.engine.name}, whole env steps (observations, rewards, resets) in environment "
+             f"steps/s; agent steps/s = that x agents",
+             f"{'agents':>6} {'task':>20} {'N':>6} {'env':>10} {'agent steps':>12} {'raw':>10} {'ratio':>6}"]
+    engine_overrides = [f"engine.{k}={v}" for k, v in cfg.engine.items() if k not in ("num_envs", "name")
+                        and v is not None and not isinstance(v, (dict, list))]
+    for agents, task in BENCH_TASKS.items():
+        if settings.task_agents is not None and agents not in settings.task_agents:
+            continue
+        for n in counts:
+            run_cfg = compose([*task, f"engine={cfg.engine.name}", f"engine.num_envs={int(n)}", *engine_overrides])
+            env = make_env(run_cfg)
+            env.reset()
+            action = env.default_pose_action().to(torch.float32).expand(env.num_rows, -1).contiguous()
+            loops = {"env": lambda: env.step(action)}
+            if settings.raw:
+                raw = (_RawWarpLoop if env.engine.device.type == "cuda" else _RawMujocoLoop)(
+                    env.engine.scene, env.engine, _targets(env.engine))
+                loops["raw"] = raw.step
+            sync = (lambda: torch.cuda.synchronize(env.device)) if env.engine.device.type == "cuda" else (lambda: None)
+            for _ in range(settings.warmup_steps):
+                for step in loops.values():
+                    step()
+            best = {name: float("inf") for name in loops}
+            for _ in range(settings.rounds):
+                for name, step in loops.items():
+                    best[name] = min(best[name], _timed(step, sync, settings.seconds / settings.rounds,
+                                                        settings.min_steps))
+            rate = n / best["env"]
+            raw_rate = n / best["raw"] if "raw" in best else None
+            lines.append(f"{agents:>6} {run_cfg.task.name:>20} {n:>6} {rate:>10,.0f} {agents * rate:>12,.0f} "
+                         + (f"{raw_rate:>10,.0f} {rate / raw_rate:>6.1%}" if raw_rate else f"{'-':>10} {'-':>6}"))
+    return "\n".join(lines)
 
 
 def training_table(cfg: DictConfig, counts: list[int], epochs: int) -> str:

@@ -12,7 +12,7 @@ from coohoi.cli import compose, main
 
 def test_bench_prints_engine_raw_and_ratios_per_scene(capsys):
     cfg = compose(["bench.num_envs=[2]", "bench.seconds=0.05", "bench.rounds=1", "bench.warmup_steps=1",
-                   "engine.nthread=1", "bench.training_num_envs=[]"])
+                   "engine.nthread=1", "bench.training_num_envs=[]", "bench.task_num_envs=[]"])
     assert bench.run(cfg) == 0
     out = capsys.readouterr().out
     assert "1 humanoid + box" in out and "2 humanoids + long box" in out
@@ -29,7 +29,7 @@ def test_bench_prints_engine_raw_and_ratios_per_scene(capsys):
 def test_training_throughput_is_printed_next_to_env_only(capsys):
     cfg = compose(["task=amp_locomotion", "bench.num_envs=[2]", "bench.seconds=0.05", "bench.rounds=1",
                    "bench.warmup_steps=1", "bench.scenes=[box1]", "bench.raw=false", "engine.nthread=1",
-                   "bench.training_num_envs=[4]", "bench.training_epochs=1"])
+                   "bench.training_num_envs=[4]", "bench.training_epochs=1", "bench.task_num_envs=[]"])
     assert bench.run(cfg) == 0
     out = capsys.readouterr().out
     assert "training task=amp_locomotion" in out
@@ -44,3 +44,17 @@ def test_bad_bench_settings_are_named(capsys):
     assert "bench.scenes" in capsys.readouterr().err
     assert main(["bench", "+bench.typo=1"]) == 2
     assert "typo" in capsys.readouterr().err
+
+
+def test_task_env_steps_are_printed_for_one_two_and_four_agents_next_to_raw_physics(capsys):
+    cfg = compose(["bench.seconds=0.05", "bench.rounds=1", "bench.warmup_steps=1", "bench.scenes=[box1]",
+                   "bench.num_envs=[1]", "engine.nthread=1", "bench.training_num_envs=[]", "bench.task_num_envs=[2]"])
+    assert bench.run(cfg) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\s+(\d)\s+(\w+)\s+2\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)%$", out, flags=re.M)
+    assert [(a, t) for a, t, *_ in rows] == [("1", "carry_box"), ("2", "team_carry_long_box"),
+                                             ("4", "team_carry_table")], out
+    for agents, _, env_rate, agent_rate, raw_rate, ratio in rows:
+        env_rate, agent_rate, raw_rate = (float(x.replace(",", "")) for x in (env_rate, agent_rate, raw_rate))
+        assert agent_rate == pytest.approx(int(agents) * env_rate, rel=0.01)
+        assert float(ratio) == pytest.approx(100 * env_rate / raw_rate, abs=1.0)
