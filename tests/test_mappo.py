@@ -10,7 +10,7 @@ from coohoi.agents.amp_modules import Discriminator, discriminator_loss
 from coohoi.agents.checkpoint import CheckpointError
 from coohoi.agents.train import make_agent
 from coohoi.cli import compose
-from fake_task_env import INACTIVE_AMP, FakeTaskEnv
+from fake_task_env import INACTIVE_AMP, INACTIVE_OBS, FakeTaskEnv
 
 SMALL = ["train.network.mlp_units=[32,32]", "train.network.disc_units=[32,32]", "train.amp.demo_buffer_size=2000",
          "train.amp.replay_buffer_size=2000", "torch_threads=1", "train.max_epochs=1"]
@@ -58,6 +58,8 @@ def test_inactive_team_slots_add_nothing_to_rewards_advantages_replay_or_discrim
     assert abs(float(active_adv.mean())) < 1e-5 and abs(float(active_adv.std()) - 1.0) < 1e-3
     weights = rows_first(dataset["rnn_masks"])
     assert torch.all(weights[:, inactive] == 0) and torch.allclose(weights.mean(), torch.tensor(1.0))
+    # The observation normaliser never saw the inactive rows' observations (INACTIVE_OBS everywhere).
+    assert float(agent.model.running_mean_std.running_mean.abs().max()) < 0.01 * INACTIVE_OBS
     # The inactive rows' AMP features (INACTIVE_AMP everywhere) never reach the policy replay buffer.
     stored = agent.replay_buffer.sample(len(agent.replay_buffer))
     assert len(agent.replay_buffer) == 2 * 8 * agent.horizon_length

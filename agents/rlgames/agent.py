@@ -13,8 +13,8 @@ Per epoch:
 Teams (MAPPO): agents are rows of the batch with one shared actor; the critic reads the agent's own observation, or
 (train.ppo.critic=central) rl-games' central value network reads the env's critic group. Rows the env marks inactive
 (info["agent_mask"]: parked team slots) earn no reward and are left out of the advantage normalisation, the actor,
-critic and central value losses (rl-games' loss masks, weighted to a mean over active rows), the discriminator's
-policy samples, the replay buffer and the episode statistics.
+critic and central value losses (rl-games' loss masks, weighted to a mean over active rows), the observation
+normaliser's statistics, the discriminator's policy samples, the replay buffer and the episode statistics.
 
 The AMP feature normaliser is updated in the first mini-epoch with every sample the discriminator sees.
 Training settings come from rl-games' `config` section plus `config.amp` (see cfg/task/*.yaml, `train.amp`).
@@ -258,7 +258,17 @@ class AMPAgent(a2c_continuous.A2CAgent):
             "prev_actions": input_dict["actions"],
             "obs": self._preproc_obs(input_dict["obs"]),
         }
-        res = self.model(batch_dict)
+        rms = self.model.running_mean_std if self.normalize_input else None
+        if rms is not None and rms.training and not self._all_active:
+            # The observation normaliser learns from active rows only (parked slots see a far-away object), then
+            # the forward pass leaves it unchanged.
+            with torch.no_grad():
+                rms(batch_dict["obs"][input_dict["rnn_masks"] > 0])
+            rms.eval()
+            res = self.model(batch_dict)
+            rms.train()
+        else:
+            res = self.model(batch_dict)
         loss, a_loss, c_loss, entropy, b_loss, _ = self.calc_losses(
             self.actor_loss_func, input_dict["old_logp_actions"], res["prev_neglogp"], input_dict["advantages"],
             self.e_clip, input_dict["old_values"], res["values"], input_dict["returns"], res["mus"],
