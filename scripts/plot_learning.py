@@ -3,7 +3,8 @@
 For each run: the training episode length (stochastic) against the zero action plus the same action noise, the
 deterministic evaluation against the deterministic zero action, the style reward per step and the discriminator's
 mean logits on demo and policy samples, each against frames and against wall-clock minutes. Carry runs add the
-rates of episodes that reached the box, held it for a second and succeeded. Needs matplotlib
+rates of episodes that reached the box, held it for a second and succeeded; team runs the task and held rewards per
+agent step and TeamHOI's sticky success. Needs matplotlib
 (`pip install -e ".[plot]"`).
 
     python scripts/plot_learning.py runs/loco_ppo runs/loco_td3 --out docs/learning/loco.png [--table-every 50]
@@ -50,6 +51,10 @@ PANELS = (
 CARRY_PANELS = (("episodes/reached_rate", "training episodes that reached the box", None),
                 ("episodes/held_rate", "training episodes that held the box for 1 s", None),
                 ("episodes/success_rate", "training episodes that succeeded", None))
+# Team runs (coohoi.envs.team_carry) add the team task reward, the held reward and TeamHOI's sticky success.
+TEAM_PANELS = (("rewards/task_per_step", "task reward per agent step", None),
+               ("reward_terms/held", "held reward per agent step", None),
+               ("episodes/sticky_success_rate", "training episodes with sticky success (TeamHOI)", None))
 
 
 def plot(runs: list[Path], out: Path) -> None:
@@ -62,6 +67,8 @@ def plot(runs: list[Path], out: Path) -> None:
     panels = list(PANELS)
     if any("episodes/held_rate" in r for _, rows in data.values() for r in rows):
         panels += CARRY_PANELS
+    if any("episodes/sticky_success_rate" in r for _, rows in data.values() for r in rows):
+        panels += TEAM_PANELS
     fig, axes = plt.subplots(len(panels), 2, figsize=(12, 2.6 * len(panels)), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, (baselines, rows)) in enumerate(data.items()):

@@ -33,10 +33,15 @@ def test_the_check_catches_host_reads_and_data_dependent_shapes():
     assert x.sum().item() == 12.0  # and everything is restored afterwards
 
 
-@pytest.fixture(scope="module", params=["amp_locomotion", "carry_box"])
+# A team task too: three slots, team sizes 1-3 drawn per environment at every reset.
+TEAM = ("task.scene.num_humanoids=3", "task.env.team_size_range=[1,3]")
+
+
+@pytest.fixture(scope="module", params=["amp_locomotion", "carry_box", "team_carry_table"])
 def warp_env(request, dataset):
+    extra = TEAM if request.param == "team_carry_table" else ()
     return make_env(env_config(request.param, dataset, N, "engine=warp", f"engine.device={WARP_DEVICE}",
-                               "task.env.reset_mode=mix"))
+                               "task.env.reset_mode=mix", *extra))
 
 
 def test_env_steps_with_resets_and_faults_do_not_synchronise(warp_env):
@@ -47,9 +52,9 @@ def test_env_steps_with_resets_and_faults_do_not_synchronise(warp_env):
     g = torch.Generator().manual_seed(0)
     ended = 0
     for i in range(2 * START_POOL_REFILL_STEPS + 1):  # two refills of the start pool
-        actions = torch.randn(N, 28, generator=g).to(env.device)
+        actions = torch.randn(env.num_rows, 28, generator=g).to(env.device)
         if i == 3:
-            actions[1, 4] = float("nan")  # a faulted world, reset in the same step
+            actions[0, 4] = float("nan")  # a faulted world (slot 0 is always active), reset in the same step
         if i == 5:
             env.progress[2] = env.max_episode_length - 1  # a time-out
         with forbid_host_sync(env.device):
@@ -73,4 +78,4 @@ def test_the_check_fails_on_a_step_that_reads_a_value(warp_env, monkeypatch):
 
     monkeypatch.setattr(env, "_task_reward", reward_with_item)
     with forbid_host_sync(env.device), pytest.raises((HostSyncError, RuntimeError), match="item|synchroniz"):
-        env.step(torch.zeros(N, 28, device=env.device))
+        env.step(torch.zeros(env.num_rows, 28, device=env.device))
