@@ -18,6 +18,7 @@ from coohoi.envs.observations import (
     carry_task_obs,
     place_handle,
     proprioception,
+    team_handles,
     whole_box_handle,
 )
 from coohoi.motion.kinematics import ForwardKinematics
@@ -169,3 +170,54 @@ def test_handles_of_a_long_box_see_their_own_end_the_same_way():
     # the target lies to the right of agent 0 (facing -x) and to the left of agent 1
     assert obs[0, L["target_pos"]][1].item() == pytest.approx(-5.0)
     assert obs[1, L["target_pos"]][1].item() == pytest.approx(5.0)
+
+
+def _handles(half, team, round_outline=False, grip_z=0.0, grip_half=None):
+    half = torch.tensor(half, dtype=D).expand(team, 3)
+    grip_half = half[:, 2] if grip_half is None else torch.full((team,), grip_half, dtype=D)
+    return team_handles(half, torch.arange(team), torch.full((team,), team), round_outline,
+                        torch.full((team,), grip_z, dtype=D), grip_half, 0.25)
+
+
+def test_a_team_of_one_holds_the_whole_object_at_its_centre():
+    h = _handles([1.0, 0.25, 0.25], 1)
+    whole = whole_box_handle(torch.tensor([[1.0, 0.25, 0.25]], dtype=D))
+    for got, want in zip((h.center, h.quat, h.half_extents), (whole.center, whole.quat, whole.half_extents)):
+        assert torch.equal(got, want)
+
+
+def test_two_agents_hold_the_long_box_by_width_sized_ends_turned_by_pi():
+    """CooHOI (reference §3): held points inside each short end at the centre of a width-sized end region; the far
+    agent's rotation turned by pi, so each sees its end as the single-agent box."""
+    h = _handles([1.0, 0.25, 0.25], 2)
+    assert torch.allclose(h.center, torch.tensor([[-0.75, 0.0, 0.0], [0.75, 0.0, 0.0]], dtype=D))
+    assert torch.allclose(h.half_extents, torch.full((2, 3), 0.25, dtype=D))
+    assert torch.allclose(h.quat[0], torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=D))
+    assert torch.allclose(h.quat[1].abs(), torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=D), atol=1e-12)
+    placed = place_handle(torch.zeros(2, 3, dtype=D), yaw_quat(torch.zeros(2, dtype=D)), h, 0.2)
+    assert torch.allclose(placed.stand_point, torch.tensor([[-1.2, 0.0, 0.0], [1.2, 0.0, 0.0]], dtype=D))
+
+
+@pytest.mark.parametrize("team", [3, 4, 8])
+def test_team_members_are_spread_evenly_around_a_rectangular_rim_facing_inward(team):
+    hx, hy = 1.0, 0.6
+    h = _handles([hx, hy, 0.43], team, grip_z=0.41, grip_half=0.02)
+    inward = quat_rotate(h.quat, torch.tensor([1.0, 0.0, 0.0], dtype=D).expand(team, 3))
+    rim = h.center - 0.25 * inward  # each handle's rim point: its depth back along its inward axis
+    on_rim = torch.minimum((rim[:, 0].abs() - hx).abs(), (rim[:, 1].abs() - hy).abs())
+    assert torch.all(on_rim < 1e-9) and torch.allclose(h.center[:, 2], torch.full((team,), 0.41, dtype=D))
+    # Consecutive rim points are a perimeter / team apart along the rim: 4 agents sit at the four side middles.
+    if team == 4:
+        assert torch.allclose(rim[:, :2], torch.tensor([[-hx, 0.0], [0.0, -hy], [hx, 0.0], [0.0, hy]], dtype=D),
+                              atol=1e-12)
+    assert torch.all((inward[:, :2] * rim[:, :2]).sum(-1) < 0)  # pointing into the object
+
+
+def test_team_members_on_a_round_rim_are_equally_spaced_and_face_the_centre():
+    h = _handles([1.0, 1.0, 0.43], 8, round_outline=True)
+    inward = quat_rotate(h.quat, torch.tensor([1.0, 0.0, 0.0], dtype=D).expand(8, 3))
+    assert torch.allclose(h.center[:, :2].norm(dim=-1), torch.full((8,), 0.75, dtype=D))
+    assert torch.allclose(inward[:, :2], -h.center[:, :2] / 0.75)
+    angles = torch.atan2(h.center[:, 1], h.center[:, 0])
+    gaps = (angles.diff() + 2 * math.pi) % (2 * math.pi)
+    assert torch.allclose(gaps, torch.full((7,), 2 * math.pi / 8, dtype=D))
