@@ -16,7 +16,9 @@
 #   3. coohoi bench engine=mujoco engine.nthread=16 at 4096 environments, both scenes (same machine's CPU)
 #   4. tests/test_warp_parity.py and tests/test_sync_free_step.py on cuda:0 (the latter under torch's sync debug mode)
 #   5. AMP-locomotion training on the Warp engine with 4096 environments, PPO then the off-policy learner (td3), each
-#      for half of the time that is left (train.max_minutes), evaluating every 20 epochs
+#      for half of the time that is left (train.max_minutes), evaluating every 20 epochs. With
+#      GPU_CHECK_TEAM_INIT=<phase-1 checkpoint> (carry it along), two-agent long-box carrying instead: PPO fine-tuned
+#      from that checkpoint, then the same run from scratch (issue 10's comparison at 4096 environments)
 # and prints a summary. Python runs with -P so that the checkout itself never shadows the shim.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -95,14 +97,21 @@ step bench_cpu16 90 python3 -P -m coohoi.cli bench engine=mujoco engine.nthread=
 step parity 150 env COOHOI_TEST_WARP_DEVICE="$DEVICE" python3 -P -m pytest -q -s -p no:cacheprovider \
   tests/test_warp_parity.py tests/test_sync_free_step.py
 TRAIN_ENVS=${GPU_CHECK_TRAIN_ENVS:-4096}
+if [ -n "${GPU_CHECK_TEAM_INIT:-}" ]; then  # runs named ppo (fine-tuned) and td3 (from scratch) for the summary
+  declare -A RUN_ARGS=([ppo]="task=team_carry_long_box train.init_from=$GPU_CHECK_TEAM_INIT"
+                       [td3]="task=team_carry_long_box")
+else
+  declare -A RUN_ARGS=([ppo]="task=amp_locomotion train=ppo" [td3]="task=amp_locomotion train=td3")
+fi
 for algo in ppo td3; do
   left=$((BUDGET - ($(date +%s) - START) - 10))
   [ "$algo" = ppo ] && left=$((left / 2))
   minutes=$(python3 -c "print(max(0.5, ($left - 60) / 60))")  # a minute for start-up, baselines and the last eval
-  step "train_$algo" "$left" python3 -P -m coohoi.cli train task=amp_locomotion train=$algo engine=warp \
+  # shellcheck disable=SC2086
+  step "train_$algo" "$left" python3 -P -m coohoi.cli train ${RUN_ARGS[$algo]} engine=warp \
     engine.device="$DEVICE" engine.num_envs="$TRAIN_ENVS" train.max_epochs=100000 train.max_minutes="$minutes" \
-    train.eval.every=20 train.eval.num_envs=1024 experiment="gpu_loco_$algo" output_dir=/tmp/coohoi_runs
-  cp "/tmp/coohoi_runs/gpu_loco_$algo/metrics.jsonl" "$OUT/train_${algo}_metrics.jsonl" 2>/dev/null
+    train.eval.every=20 train.eval.num_envs=1024 experiment="gpu_run_$algo" output_dir=/tmp/coohoi_runs
+  cp "/tmp/coohoi_runs/gpu_run_$algo/metrics.jsonl" "$OUT/train_${algo}_metrics.jsonl" 2>/dev/null
 done
 
 # ---- summary ---------------------------------------------------------------------------------------------------
