@@ -70,12 +70,14 @@ class Discriminator(nn.Module):
         return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
 
 
-def gaussian_kl(mu0: torch.Tensor, sigma0: torch.Tensor, mu1: torch.Tensor, sigma1: torch.Tensor) -> torch.Tensor:
-    """Mean over samples of KL(N(mu0, sigma0) || N(mu1, sigma1)), summed over action dimensions. rl-games'
-    policy_kl adds 1e-5 to sigma^2, which at the published std exp(-2.9) biases it by -0.046 for 28 actions."""
+def gaussian_kl(mu0: torch.Tensor, sigma0: torch.Tensor, mu1: torch.Tensor, sigma1: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over samples (weighted by weights [B] of mean 1, if given) of KL(N(mu0, sigma0) || N(mu1, sigma1)),
+    summed over action dimensions. rl-games' policy_kl adds 1e-5 to sigma^2, which at the published std exp(-2.9)
+    biases it by -0.046 for 28 actions."""
     var0, var1 = sigma0.square(), sigma1.square()
-    kl = torch.log(sigma1 / sigma0) + (var0 + (mu0 - mu1).square()) / (2.0 * var1) - 0.5
-    return kl.sum(dim=-1).mean()
+    kl = (torch.log(sigma1 / sigma0) + (var0 + (mu0 - mu1).square()) / (2.0 * var1) - 0.5).sum(dim=-1)
+    return kl.mean() if weights is None else (kl * weights).mean()
 
 
 def gradient_penalty(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

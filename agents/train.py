@@ -192,6 +192,7 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
                      "critic": p.critic, **net},
     }
     if p.critic == "central":  # rl-games' central value network on the env's critic group (MAPPO)
+        config["use_experimental_cv"] = False  # the actor-critic model's own value head is then not trained
         config["central_value_config"] = {
             "minibatch_size": minibatch, "mini_epochs": p.mini_epochs, "learning_rate": p.learning_rate,
             "lr_schedule": None, "clip_value": p.clip_value, "normalize_input": p.normalize_input,
@@ -228,9 +229,10 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
             raise ValueError(f"train=td3 learns from every row and does not mask inactive team slots: use "
                              f"task.env.team_size_range=[{env.num_agents},{env.num_agents}] (scene.num_humanoids "
                              f"{env.num_agents}) or the PPO learner")
+        if t.init_from:  # its network sizes must be train.td3's (the restore names any difference)
+            init_from_layout(t.init_from, env)
         learner = OffPolicyAMP(cfg, t, env, max_epochs=max_epochs, on_epoch_end=on_epoch_end)
         if t.init_from:
-            init_from_layout(t.init_from, env)
             learner.restore(t.init_from, set_epoch=False)
             print(f"initialised from the phase-1 checkpoint {t.init_from}", flush=True)
         return learner, None

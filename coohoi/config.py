@@ -65,6 +65,9 @@ class ObjectConfig:
     # model is compiled at full size so that collision bounds stay valid when a world shrinks its object.
     size_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
     mass_scale_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    # True: the mass also scales with the volume (size scale cubed, times the mass scale), keeping the density, as
+    # CooHOI's long box (density 50, size scaled by U[0.9, 1.0]; reference §7).
+    constant_density: bool = False
     mesh_path: str | None = None  # kind=mesh: any file trimesh reads; collision uses convex parts
     friction: float = 1.0
 

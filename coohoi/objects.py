@@ -60,20 +60,6 @@ class Part:
     volume: float
 
 
-def object_outline(kind: str, half_extents):
-    """The outline of the part agents grip, in the object's body frame, for placing handles around it: the table
-    top's rim, the box's sides, the sofa's and stool's footprint, a mesh's bounding rectangle.
-
-    Returns ("circle", radius) for round kinds and ("rect", half_xy) otherwise. half_extents is the bounding box
-    half size [..., 3] (numpy or torch, e.g. engine.object_half_extents for per-world scaled objects); the result
-    keeps its leading dimensions, so one call serves every world."""
-    if kind not in OBJECT_KINDS:
-        raise ObjectConfigError(f"unknown object kind {kind!r}; choose one of {', '.join(OBJECT_KINDS)}")
-    if kind in ROUND_KINDS:
-        return "circle", half_extents[..., 0]
-    return "rect", half_extents[..., 0:2]
-
-
 def _box(centre, half) -> Part:
     centre, half = np.asarray(centre, dtype=float), np.asarray(half, dtype=float)
     return Part(mujoco.mjtGeom.mjGEOM_BOX, centre, half, float(np.prod(2 * half)))

@@ -25,7 +25,7 @@ from coohoi.envs.observations import (
     place_handle,
     team_handles,
 )
-from coohoi.objects import TABLE_TOP_THICKNESS
+from coohoi.objects import ROUND_KINDS, TABLE_KINDS, TABLE_TOP_THICKNESS
 from coohoi.envs.rewards import carry_reward, carry_state
 from coohoi.envs.terminations import kicked
 from coohoi.rotations import yaw_quat
@@ -44,12 +44,12 @@ class CarryEnv(HumanoidEnv):
                              f"{self.num_agents} (cooperative carrying is task=team_carry_long_box and its variants)")
         n = self.num_envs
         kind = self.engine.scene.cfg.object.kind
-        self._round_outline = kind == "round_table"
+        self._round_outline = kind in ROUND_KINDS
         # Tables are gripped at the rim of their top (this fraction of their half height); every other object at
         # its centre height, over its full height.
         base_half_height = float(self.engine.object_base_half_extents[2])
-        self._grip_top_fraction = 0.5 * TABLE_TOP_THICKNESS / base_half_height if kind.endswith("table") else None
-        self._handles: Handle | None = None  # every row's handle, recomputed when a reset changes sizes or teams
+        self._grip_top_fraction = 0.5 * TABLE_TOP_THICKNESS / base_half_height if kind in TABLE_KINDS else None
+        self._handles: Handle | None = None  # every row's handle, set at resets (which change sizes and teams)
         self.target_pos = torch.zeros(n, 3, dtype=self.dtype, device=self.device)
         self.target_quat = torch.zeros(n, 4, dtype=self.dtype, device=self.device)
         self.target_quat[:, 0] = 1.0
@@ -69,9 +69,6 @@ class CarryEnv(HumanoidEnv):
     # ---- handles --------------------------------------------------------------------------------------------
     def handles(self) -> Handle:
         """Each row's handle in the object frame (a team of one: the whole object); they change only at resets."""
-        if self._handles is None:
-            self._handles = self.handles_for(self.per_row(self.engine.object_half_extents), self._agent_index,
-                                             self.per_row(self.team_size))
         return self._handles
 
     def grip_band(self, half: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +136,9 @@ class CarryEnv(HumanoidEnv):
         return reach + half[:, :2].norm(dim=-1) + self.cfg.box_clearance
 
     def _after_reset(self, mask: torch.Tensor, starts) -> None:
-        self._handles = None
+        # Every row's, in one batch: cheaper than selecting the reset ones (sizes and team sizes are already set).
+        self._handles = self.handles_for(self.per_row(self.engine.object_half_extents), self._agent_index,
+                                         self.per_row(self.team_size))
         self.target_pos = torch.where(mask[:, None], starts.task["target_pos"], self.target_pos)
         self.target_quat = torch.where(mask[:, None], starts.task["target_quat"], self.target_quat)
         self.first_success_step = torch.where(mask, torch.full_like(self.first_success_step, -1),
@@ -178,8 +177,9 @@ class CarryEnv(HumanoidEnv):
             return {}
         e, c = self.engine, self.cfg
         hand_height = self.rows(e.body_pos)[:, self.hand_body_ids, 2].mean(dim=-1)
+        below = e.object_half_extents[:, 2] + c.kicked_height_above_rest
         return {"kicked": kicked(self.per_row(e.object_lin_vel), self.per_row(e.object_pos[:, 2]), hand_height,
-                                 c.kicked_speed, c.kicked_box_height, c.kicked_hand_height)}
+                                 c.kicked_speed, self.per_row(below), c.kicked_hand_height)}
 
     # ---- metrics (reference §8) -----------------------------------------------------------------------------
     def whole_team(self, per_row: torch.Tensor) -> torch.Tensor:

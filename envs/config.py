@@ -18,6 +18,9 @@ from coohoi.assets import ASSET_DIR
 from coohoi.envs.rewards import REWARD_TERMS
 
 RESET_MODES = ("default", "reference", "mix")
+# The carry reward's term weights (reference §4).
+CARRY_REWARD_WEIGHTS = {"walk_pos": 0.1, "walk_vel": 0.1, "walk_face": 0.1, "held": 0.4, "carry_far": 0.1,
+                        "carry_near": 0.2, "carry_face": 0.2, "carry_dir": 0.1, "putdown": 0.1}
 
 
 class EnvConfigError(ConfigError):
@@ -105,14 +108,14 @@ class CarryEnvConfig(HumanoidEnvConfig):
     near_xy_sq: float = 0.04  # "near the target": squared xy error at most this (two agents: 0.25)
     carry_height: float = 0.6  # carry terms count once the held point is this high (or near the target)
     placed_height_tolerance: float = 0.05  # held = 1 once near the target and within this of its resting height
-    reward_weights: dict[str, float] = field(default_factory=lambda: {
-        "walk_pos": 0.1, "walk_vel": 0.1, "walk_face": 0.1, "held": 0.4, "carry_far": 0.1,
-        "carry_near": 0.2, "carry_face": 0.2, "carry_dir": 0.1, "putdown": 0.1})
+    reward_weights: dict[str, float] = field(default_factory=lambda: dict(CARRY_REWARD_WEIGHTS))
 
     # "Kicked box" termination (reference §2).
     enable_kicked_termination: bool = True
     kicked_speed: float = 1.0  # horizontal box speed, m/s
-    kicked_box_height: float = 0.3  # box centre below this
+    # box centre less than this above its resting height (published: below 0.3 m, the 0.5 m box resting at 0.25 m;
+    # relative, so that it serves every object size)
+    kicked_height_above_rest: float = 0.05
     kicked_hand_height: float = 0.5  # mean hand height above this
 
     # Success (reference §8): object centre within this 3D distance of the target at resting height.
@@ -141,12 +144,21 @@ class TeamCarryEnvConfig(CarryEnvConfig):
     target_yaw_range: list[float] = field(default_factory=lambda: [-math.pi, math.pi])
     # Two agents (reference §4): "near the target" within 0.5 m, and no carry_face term.
     near_xy_sq: float = 0.25
-    reward_weights: dict[str, float] = field(default_factory=lambda: {
-        "walk_pos": 0.1, "walk_vel": 0.1, "walk_face": 0.1, "held": 0.4, "carry_far": 0.1,
-        "carry_near": 0.2, "carry_face": 0.0, "carry_dir": 0.1, "putdown": 0.1})
+    reward_weights: dict[str, float] = field(default_factory=lambda: {**CARRY_REWARD_WEIGHTS, "carry_face": 0.0})
     # Inactive humanoids stand here (x, y), park_spacing apart along y, far from the team and from each other.
     park_xy: list[float] = field(default_factory=lambda: [-25.0, -25.0])
     park_spacing: float = 2.0
+    # "Dropped" termination (ours; the published code ends episodes on falls and kicks only): the object tilts more
+    # than dropped_tilt (radians) from upright, or, once lifted this episode (its centre lift_height above its
+    # resting height), it is back within dropped_height of the ground away from the target (not "near" it).
+    enable_dropped_termination: bool = True
+    dropped_tilt: float = 0.785
+    dropped_height: float = 0.02
+    # TeamHOI metrics (reference §8): success within sticky_distance (xy) at any step; cooperation between lift and
+    # arrival while every agent's hands are within cooperation_distance of the rim and touch the object.
+    lift_height: float = 0.05
+    sticky_distance: float = 0.03
+    cooperation_distance: float = 0.12
 
 
 def to_dataclass(cls: type[T], node: Any, where: str) -> T:
@@ -178,8 +190,9 @@ def validate_humanoid_config(cfg: HumanoidEnvConfig, where: str = "task.env") ->
         if isinstance(cfg, TeamCarryEnvConfig):
             for name in ("team_size_range", "start_distance_range"):
                 lo_hi = getattr(cfg, name)
-                if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < (1 if name == "team_size_range" else 0):
-                    fail(f"{name} must be [low, high] with 0 < low <= high, got {lo_hi}")
+                least = 1 if name == "team_size_range" else 0
+                if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < least:
+                    fail(f"{name} must be [low, high] with {least} <= low <= high, got {lo_hi}")
             if cfg.start_circle_radius is not None and not cfg.start_circle_radius > 0:
                 fail(f"start_circle_radius must be positive or null, got {cfg.start_circle_radius}")
         missing = [t for t in REWARD_TERMS if t not in cfg.reward_weights]

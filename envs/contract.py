@@ -5,8 +5,10 @@ Rows are controlled humanoids: row = env * num_agents + agent. `num_agents` is t
 environment (the scene's `scene.num_humanoids`, which only configures the scene); a cooperative task may use fewer
 of them per episode, and `agent_mask` says which.
 
-Attributes: num_envs, num_agents, num_rows (= num_envs * num_agents), num_actions, num_amp_obs, amp_history,
-policy_dt, max_episode_length (policy steps), device, and `observation_groups` {group: size}:
+Attributes: num_envs, num_agents, num_rows (= num_envs * num_agents), num_obs, num_actions, num_amp_obs,
+amp_history, policy_dt, max_episode_length (policy steps), device, observation_space and action_space (one row's,
+gymnasium), motion_lib (the reference clips), amp_hist [rows, amp_history, 125] (the AMP history of the current
+state, float32), and `observation_groups` {group: size}:
   - "policy": what the actor sees (num_obs numbers; the same layout for one agent or a team);
   - "critic": what a critic sees (num_critic_obs numbers): the policy observation, plus a global state in
     cooperative tasks; the policy observation itself in single-agent tasks.
@@ -17,7 +19,9 @@ Methods:
 - `step(actions [rows, num_actions])` -> (obs, reward [rows], terminated [rows], truncated [rows], info). Finished
   environments are reset inside the step (a team resets together); `obs` is then the first policy observation of the
   new episode. The info keys are the INFO_* names below;
-- `agent_mask` [rows] bool: the rows active in the current episodes (after this step's resets);
+- `agent_mask` [rows] bool: the rows active in the current episodes (after this step's resets); an inactive row's
+  observations (every group) are a copy of its team's first agent's, which is always active, so that normalisers
+  and networks only see states that exist;
 - `episode_summary()`: means over the episodes that ended since the last call, and fault counts (one host sync);
 - `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library;
 - `seed(seed)`; `default_pose_action()` -> [num_actions]; `set_assist(cfg)`, `set_assist_level(level)`.
@@ -63,12 +67,16 @@ class TaskEnv(Protocol):
     num_envs: int
     num_agents: int
     num_rows: int
+    num_obs: int
     num_actions: int
     num_amp_obs: int
     amp_history: int
     policy_dt: float
     max_episode_length: int
     observation_groups: dict[str, int]
+    observation_space: Any
+    action_space: Any
+    device: torch.device
     agent_mask: torch.Tensor
     keep_final_obs: bool
 

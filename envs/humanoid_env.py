@@ -8,7 +8,8 @@ terminations.
 The env contract (what learners, adapters, export and evaluation rely on) is written down in coohoi.envs.contract;
 this class implements it. Team tasks use fewer humanoids than the scene holds in some episodes: `agent_mask`
 [rows] marks the active ones; inactive humanoids stand parked (the task places them), act with the default pose,
-earn nothing, never end an episode and count in no metric.
+earn nothing, never end an episode, count in no metric, and their rows carry their team's first agent's
+observations.
 
 A step has fixed shapes and never synchronises with the host on the GPU engine (the CPU engine, whose state is in
 host memory, skips the resets when nothing ended): environments that end are reset by mask from a pool of
@@ -122,7 +123,7 @@ class StartPool:
 
 
 class HumanoidEnv:
-    """Task environment base (see the module docstring for the contract)."""
+    """Task environment base; implements coohoi.envs.contract."""
 
     task_obs_size = 0
 
@@ -377,7 +378,18 @@ class HumanoidEnv:
         (the policy tensor itself unless the task adds a global state)."""
         obs = self.observe()
         state = self._critic_state()
-        return {POLICY: obs, CRITIC: obs if state is None else torch.cat((obs, state.to(torch.float32)), dim=-1)}
+        if state is None:
+            return {POLICY: obs, CRITIC: obs}
+        return {POLICY: obs, CRITIC: self._parked_as_first(torch.cat((obs, state.to(torch.float32)), dim=-1))}
+
+    def _parked_as_first(self, t: torch.Tensor) -> torch.Tensor:
+        """Rows [rows, ...] with every inactive slot's row replaced by its team's first agent's (always active), so
+        that learners' normalisers and networks only ever see states that exist in the team."""
+        if self.num_agents == 1:
+            return t
+        first = t.view((self.num_envs, self.num_agents) + t.shape[1:])[:, :1].expand(
+            (self.num_envs, self.num_agents) + t.shape[1:]).flatten(0, 1)
+        return torch.where(self.agent_mask.view((-1,) + (1,) * (t.dim() - 1)), t, first)
 
     def _critic_state_size(self) -> int:
         """Numbers the critic group adds to the policy observation (a team task's global state)."""
@@ -397,7 +409,7 @@ class HumanoidEnv:
         task = self._task_obs()
         if task is not None:
             obs = torch.cat((obs, task.to(torch.float32)), dim=-1)
-        return obs
+        return self._parked_as_first(obs)
 
     # ---- assistance -----------------------------------------------------------------------------------------
     def set_assist(self, cfg) -> None:
@@ -453,7 +465,7 @@ class HumanoidEnv:
                       self.cfg.fall_contact_force)
 
     def step(self, actions):
-        """Advance one policy step; see the env contract in the module docstring."""
+        """Advance one policy step (coohoi.envs.contract: what it returns)."""
         actions, bad_action_env = self._check_actions(actions)
         e = self.engine
         e.set_pd_targets(self.pd_targets(actions).view(self.num_envs, self.num_agents, self.num_actions), check=False)

@@ -95,8 +95,9 @@ def team_handles(half_extents: torch.Tensor, agent_index: torch.Tensor, team_siz
     a circle of radius half_extents x (else the bounding rectangle); grip_z [R]: height of the gripped part's centre
     in the object frame (0 for boxes, the top's centre for tables); grip_half_height [R]: its half thickness.
     Each handle is a square sub-box of half size min(handle_half_size, half width) inside the outline at the agent's
-    rim point, turned so that its +x axis points inward (its -x face, where the agent stands, faces out)."""
-    dtype, device = half_extents.dtype, half_extents.device
+    rim point (moved along the side where that point is nearer a corner than the box's half size, so that the box
+    stays inside), turned so that its +x axis points inward (its -x face, where the agent stands, faces out)."""
+    dtype = half_extents.dtype
     hx, hy = half_extents[:, 0], half_extents[:, 1]
     s = agent_index.to(dtype) / team_size.clamp_min(1).to(dtype)  # fraction of the outline
     # Rectangle: the rim from (-hx, 0) along -x side to (-hx, -hy), then the -y, +x, +y sides and back.
@@ -108,10 +109,9 @@ def team_handles(half_extents: torch.Tensor, agent_index: torch.Tensor, team_siz
     zero = torch.zeros_like(hx)
     starts_x = torch.stack((-hx, -hx, hx, hx, -hx), dim=-1).gather(1, seg[:, None])[:, 0]
     starts_y = torch.stack((zero, -hy, -hy, hy, hy), dim=-1).gather(1, seg[:, None])[:, 0]
-    dirs = torch.tensor([[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=dtype, device=device)
-    yaws = torch.tensor([0.0, 0.5 * math.pi, math.pi, -0.5 * math.pi, 0.0], dtype=dtype, device=device)
-    rect_xy = torch.stack((starts_x, starts_y), dim=-1) + along.unsqueeze(-1) * dirs[seg]
-    rect_yaw = yaws[seg]
+    # Side k's inward normal has yaw k pi / 2 (+x, +y, -x, -y, +x); the rim runs along (sin, -cos) of it.
+    rect_yaw = seg.to(dtype) * (0.5 * math.pi)
+    rect_xy = torch.stack((starts_x + along * torch.sin(rect_yaw), starts_y - along * torch.cos(rect_yaw)), dim=-1)
     if round_outline:  # from angle pi (the -x side) around
         theta = math.pi + 2.0 * math.pi * s
         rim = hx.unsqueeze(-1) * torch.stack((torch.cos(theta), torch.sin(theta)), dim=-1)
@@ -120,7 +120,11 @@ def team_handles(half_extents: torch.Tensor, agent_index: torch.Tensor, team_siz
         rim, yaw = rect_xy, rect_yaw
     depth = torch.minimum(hy, hx).clamp_max(handle_half_size)
     inward = torch.stack((torch.cos(yaw), torch.sin(yaw)), dim=-1)
-    center = torch.cat((rim + depth.unsqueeze(-1) * inward, grip_z.unsqueeze(-1)), dim=-1)
+    center_xy = rim + depth.unsqueeze(-1) * inward
+    if not round_outline:  # the whole handle box inside the rectangle
+        limit = torch.stack((hx, hy), dim=-1) - depth.unsqueeze(-1)
+        center_xy = torch.maximum(torch.minimum(center_xy, limit), -limit)
+    center = torch.cat((center_xy, grip_z.unsqueeze(-1)), dim=-1)
     half = torch.stack((depth, depth, grip_half_height), dim=-1)
     quat = yaw_quat(yaw)
     whole = (team_size <= 1)[:, None]  # one agent: the whole object, held at its centre

@@ -14,9 +14,9 @@ world. The agents send no messages; each reads what the others do from the objec
   pushed out by env.start_distance_range (published for two agents: the object between the humanoids plus U[0.5, 2]
   m) or, with env.start_circle_radius, on a circle around the object in the direction of its rim point, facing the
   centre (TeamHOI); the target at a sampled distance and direction from the object.
-- Rewards per agent (the single-agent terms on its handle; reference §4's two-agent changes in
-  cfg/task/team_carry_long_box.yaml), resets per team: one agent falls, or the object is kicked, and the whole
-  environment resets.
+- Rewards per agent (the single-agent terms on its handle; reference §4's two-agent changes are
+  TeamCarryEnvConfig's defaults), resets per team: one agent falls, or the object is kicked or dropped
+  (TeamCarryEnvConfig), and the whole environment resets.
 - Metrics (reference §8): CarryEnv's CooHOI metrics (success_rate, final_distance_m in 3D, precision_cm,
   completion_time_s, ...) and TeamHOI's from a coohoi.envs.metrics.TeamMetricsTracker updated once per step:
   sticky_success_rate, final_distance_xy_m, cooperation_fraction, jerk_mps3, and ours load_share_<k> per slot and
@@ -34,6 +34,8 @@ world. The agents send no messages; each reads what the others do from the objec
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -69,8 +71,13 @@ class TeamCarryEnv(CarryEnv):
         if not 1 <= lo <= hi <= self.num_agents:
             raise ValueError(f"task.env.team_size_range {list(self.cfg.team_size_range)} must lie within 1 and "
                              f"scene.num_humanoids ({self.num_agents})")
+        c = self.cfg
         self.team_metrics = TeamMetricsTracker(self.num_envs, self.num_agents, RIM_POINTS, self.policy_dt,
-                                               self.device, self.dtype, success_distance=self.cfg.success_distance)
+                                               self.device, self.dtype, success_distance=c.success_distance,
+                                               sticky_distance=c.sticky_distance, lift_threshold=c.lift_height,
+                                               coop_distance=c.cooperation_distance)
+        self._up = torch.zeros(self.num_envs, 3, dtype=self.dtype, device=self.device)
+        self._up[:, 2] = 1.0  # the object frame's z axis, for the metrics' grip band
 
     def _critic_state_size(self) -> int:
         return team_state_size(self.num_agents)
@@ -97,9 +104,8 @@ class TeamCarryEnv(CarryEnv):
         index = torch.arange(k, device=self.device).repeat(n)
         handles = self.handles_for(rows(half), index, rows(team))
         placed = place_handle(rows(obj_pos), rows(obj_quat), handles, c.stand_offset)
-        inward = quat_rotate(placed.quat, torch.tensor([1.0, 0.0, 0.0], dtype=self.dtype, device=self.device)
-                             .expand(n * k, 3))[:, :2]
-        inward = inward / inward.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        yaw = heading_angle(placed.quat)  # handles turn about z only: +x, their inward axis, has this yaw
+        inward = torch.stack((torch.cos(yaw), torch.sin(yaw)), dim=-1)
         if c.start_circle_radius is not None:
             # TeamHOI: on a circle around the object, in the direction of the agent's rim point from its centre,
             # facing the centre. Not along the handle's inward normal: agents on the same side of a rectangle share
@@ -182,8 +188,7 @@ class TeamCarryEnv(CarryEnv):
         height by the part of its height offset that lies inside the band)."""
         e = self.engine
         n, k, h = hand_pos.shape[:3]
-        up = quat_rotate(e.object_quat, torch.tensor([0.0, 0.0, 1.0], dtype=e.dtype, device=e.device).expand(n, 3))
-        up = up[:, None, None]
+        up = quat_rotate(e.object_quat, self._up)[:, None, None]
         dz = ((hand_pos - e.object_pos[:, None, None]) * up).sum(dim=-1) - grip.height[:, None, None]
         band = grip_half[:, None, None]
         inside = torch.maximum(torch.minimum(dz, band), -band)  # the offset the band absorbs
@@ -201,6 +206,20 @@ class TeamCarryEnv(CarryEnv):
             outline_points(e.object_pos, e.object_quat, rim, RIM_POINTS), hand_pos, hand_contact,
             e.hand_object_force, e.object_mass, self.agent_mask.view(self.num_envs, self.num_agents),
             self.progress, hand_rim_distance=self.hand_rim_distance(hand_pos, grip, grip_half))
+
+    def _task_terminated(self) -> dict[str, torch.Tensor]:
+        """CarryEnv's (kicked), and dropped (TeamCarryEnvConfig): tilted beyond dropped_tilt, or back on the ground
+        away from the target after a lift."""
+        reasons = super()._task_terminated()
+        c, e = self.cfg, self.engine
+        if not c.enable_dropped_termination:
+            return reasons
+        x, y = e.object_quat[:, 1], e.object_quat[:, 2]
+        tilted = 1.0 - 2.0 * (x * x + y * y) < math.cos(c.dropped_tilt)  # the object's z axis, its world z part
+        down = e.object_pos[:, 2] - e.object_half_extents[:, 2] < c.dropped_height
+        away = (self.target_pos[:, :2] - e.object_pos[:, :2]).square().sum(dim=-1) > c.near_xy_sq
+        reasons["dropped"] = self.per_row(tilted | (self.team_metrics.lifted & down & away))
+        return reasons
 
     def _after_reset(self, mask: torch.Tensor, starts) -> None:
         super()._after_reset(mask, starts)

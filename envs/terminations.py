@@ -26,9 +26,10 @@ def fallen(body_pos: torch.Tensor, contact_forces: torch.Tensor, contact_body_ma
 
 
 def kicked(object_lin_vel: torch.Tensor, object_height: torch.Tensor, hand_height: torch.Tensor,
-           speed: float, box_height: float, min_hand_height: float) -> torch.Tensor:
-    """[R] The object was kicked along the ground: horizontal speed above `speed` while it is below `box_height`
-    and the hands are up (mean hand height above `min_hand_height`), so the humanoid is not carrying it."""
+           speed: float, box_height: float | torch.Tensor, min_hand_height: float) -> torch.Tensor:
+    """[R] The object was kicked along the ground: horizontal speed above `speed` while its centre is below
+    `box_height` (a number or one per row) and the hands are up (mean hand height above `min_hand_height`), so the
+    humanoid is not carrying it."""
     horizontal_speed = object_lin_vel[..., :2].norm(dim=-1)
     return (horizontal_speed > speed) & (object_height < box_height) & (hand_height > min_hand_height)
 

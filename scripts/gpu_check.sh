@@ -97,15 +97,17 @@ step bench_cpu16 90 python3 -P -m coohoi.cli bench engine=mujoco engine.nthread=
 step parity 150 env COOHOI_TEST_WARP_DEVICE="$DEVICE" python3 -P -m pytest -q -s -p no:cacheprovider \
   tests/test_warp_parity.py tests/test_sync_free_step.py
 TRAIN_ENVS=${GPU_CHECK_TRAIN_ENVS:-4096}
-if [ -n "${GPU_CHECK_TEAM_INIT:-}" ]; then  # runs named ppo (fine-tuned) and td3 (from scratch) for the summary
-  declare -A RUN_ARGS=([ppo]="task=team_carry_long_box train.init_from=$GPU_CHECK_TEAM_INIT"
-                       [td3]="task=team_carry_long_box")
+if [ -n "${GPU_CHECK_TEAM_INIT:-}" ]; then
+  RUNS=(team_finetune team_scratch)
+  declare -A RUN_ARGS=([team_finetune]="task=team_carry_long_box train.init_from=$GPU_CHECK_TEAM_INIT"
+                       [team_scratch]="task=team_carry_long_box")
 else
+  RUNS=(ppo td3)
   declare -A RUN_ARGS=([ppo]="task=amp_locomotion train=ppo" [td3]="task=amp_locomotion train=td3")
 fi
-for algo in ppo td3; do
+for algo in "${RUNS[@]}"; do
   left=$((BUDGET - ($(date +%s) - START) - 10))
-  [ "$algo" = ppo ] && left=$((left / 2))
+  [ "$algo" = "${RUNS[0]}" ] && left=$((left / 2))
   minutes=$(python3 -c "print(max(0.5, ($left - 60) / 60))")  # a minute for start-up, baselines and the last eval
   # shellcheck disable=SC2086
   step "train_$algo" "$left" python3 -P -m coohoi.cli train ${RUN_ARGS[$algo]} engine=warp \
@@ -117,12 +119,12 @@ done
 # ---- summary ---------------------------------------------------------------------------------------------------
 {
   echo "==== coohoi GPU check summary ($(cat "$OUT/gpu.txt" 2>/dev/null)) ===="
-  for name in smoke bench_warp bench_cpu16 parity train_ppo train_td3; do echo "$name: ${STATUS[$name]:-not run}"; done
+  for name in smoke bench_warp bench_cpu16 parity "${RUNS[@]/#/train_}"; do echo "$name: ${STATUS[$name]:-not run}"; done
   echo "---- smoke";            grep -E '^\[(ok|FAIL)\]' "$OUT/smoke.log" 2>/dev/null
   echo "---- Warp engine";      grep -E '^ *[0-9]+ |^ +N |engine=' "$OUT/bench_warp.log" 2>/dev/null
   echo "---- CPU engine, $CPU_THREADS threads"; grep -E '^ *[0-9]+ |^ +N |engine=' "$OUT/bench_cpu16.log" 2>/dev/null
   echo "---- parity";           grep -E 'passed|failed|error|worst' "$OUT/parity.log" 2>/dev/null | tail -5
-  for algo in ppo td3; do
+  for algo in "${RUNS[@]}"; do
     echo "---- training $algo (baselines, first and last epochs, summary)"
     grep -E '^baselines|^trained policy' "$OUT/train_$algo.log" 2>/dev/null
     grep -E '^epoch' "$OUT/train_$algo.log" 2>/dev/null | sed -n '1p;$p'

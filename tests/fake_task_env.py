@@ -6,8 +6,8 @@ below FALL_LEVEL (pushing action 0 negative "falls"), and are cut at max_episode
 
 Teams: with num_agents > 1 every environment has num_agents rows, of which the first `team_size` are active; the
 critic group adds the environment's mean state and the agent's index. Inactive rows earn nothing, their actions are
-ignored, and their AMP features and observations are the constants INACTIVE_AMP and INACTIVE_OBS (a test can see
-whether a learner used them).
+ignored, their observations are their team's first agent's (as the contract says) and their AMP features are the
+constant INACTIVE_AMP (a test can see whether a learner used them).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ DEMO_MEAN = 0.5
 DEMO_STD = 0.1
 TASK_TARGET = 0.6
 INACTIVE_AMP = -5.0
-INACTIVE_OBS = 50.0
 
 
 class FakeTaskEnv:
@@ -53,10 +52,11 @@ class FakeTaskEnv:
 
     def reset(self) -> torch.Tensor:
         self._reset(torch.ones(self.num_envs, dtype=torch.bool))
-        return self.state.clone()
+        return self.observations()["policy"]
 
     def observations(self) -> dict[str, torch.Tensor]:
-        obs = torch.where(self.agent_mask[:, None], self.state, torch.full_like(self.state, INACTIVE_OBS))
+        first = self.state.view(self.num_envs, self.num_agents, -1)[:, :1].expand(-1, self.num_agents, -1)
+        obs = torch.where(self.agent_mask[:, None], self.state, first.flatten(0, 1))
         if self.num_agents == 1:
             return {"policy": obs, "critic": obs}
         team_mean = self.state.view(self.num_envs, self.num_agents, -1).mean(dim=1)

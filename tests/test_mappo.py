@@ -10,7 +10,7 @@ from coohoi.agents.amp_modules import Discriminator, discriminator_loss
 from coohoi.agents.checkpoint import CheckpointError
 from coohoi.agents.train import make_agent
 from coohoi.cli import compose
-from fake_task_env import INACTIVE_AMP, INACTIVE_OBS, FakeTaskEnv
+from fake_task_env import INACTIVE_AMP, FakeTaskEnv
 
 SMALL = ["train.network.mlp_units=[32,32]", "train.network.disc_units=[32,32]", "train.amp.demo_buffer_size=2000",
          "train.amp.replay_buffer_size=2000", "torch_threads=1", "train.max_epochs=1"]
@@ -56,10 +56,11 @@ def test_inactive_team_slots_add_nothing_to_rewards_advantages_replay_or_discrim
     # Normalised over the active rows alone: mean 0, std 1 there.
     active_adv = advantages[:, ~inactive]
     assert abs(float(active_adv.mean())) < 1e-5 and abs(float(active_adv.std()) - 1.0) < 1e-3
+    # The value normaliser saw the first agent's values and returns in place of the inactive rows'.
+    returns = rows_first(dataset["returns"].flatten())
+    assert torch.equal(returns[:, 2::3], returns[:, 0::3])
     weights = rows_first(dataset["rnn_masks"])
     assert torch.all(weights[:, inactive] == 0) and torch.allclose(weights.mean(), torch.tensor(1.0))
-    # The observation normaliser never saw the inactive rows' observations (INACTIVE_OBS everywhere).
-    assert float(agent.model.running_mean_std.running_mean.abs().max()) < 0.01 * INACTIVE_OBS
     # The inactive rows' AMP features (INACTIVE_AMP everywhere) never reach the policy replay buffer.
     stored = agent.replay_buffer.sample(len(agent.replay_buffer))
     assert len(agent.replay_buffer) == 2 * 8 * agent.horizon_length
@@ -104,3 +105,23 @@ def test_the_off_policy_learner_starts_from_a_phase1_checkpoint_and_refuses_mask
     env.cfg = type("Cfg", (), {"team_size_range": [2, 3]})()
     with pytest.raises(ValueError, match="does not mask inactive team slots"):
         _agent(tmp_path / "masked", env, *small)
+
+
+def test_a_carry_checkpoint_loads_into_the_two_agent_task_and_a_locomotion_one_is_refused(tmp_path):
+    """The real layouts: the single-agent carry policy (299 observations) starts the long-box team unchanged; an
+    AMP-locomotion checkpoint (223) is refused naming both layouts."""
+    common = [*SMALL, "engine.num_envs=2", "train.eval.every=0", "train.ppo.horizon_length=4"]
+
+    def agent(task, *overrides, path):
+        cfg = compose([f"task={task}", f"output_dir={path}", *common, *overrides])
+        return make_agent(cfg)[0]
+
+    carry = agent("carry_box", path=tmp_path / "carry")
+    carry.train()
+    team = agent("team_carry_long_box", f"train.init_from={carry.last_checkpoint}", path=tmp_path / "team")
+    saved = torch.load(carry.last_checkpoint, weights_only=False)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in team.model.state_dict().items())
+    loco = agent("amp_locomotion", path=tmp_path / "loco")
+    loco.train()
+    with pytest.raises(CheckpointError, match=re.escape("'num_obs': 223") + ".*" + re.escape("'num_obs': 299")):
+        agent("team_carry_long_box", f"train.init_from={loco.last_checkpoint}", path=tmp_path / "bad")

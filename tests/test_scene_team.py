@@ -14,7 +14,6 @@ import torch
 from coohoi import humanoid as hum
 from coohoi.config import EngineConfig, ObjectConfig, SceneConfig
 from coohoi.engine import make_engine
-from coohoi.objects import ObjectConfigError, object_outline
 from coohoi.scene import HAND_BODIES, SceneConfigError, build_scene
 
 GRAVITY = 9.81
@@ -141,19 +140,6 @@ def test_round_table_top_is_a_cylinder_with_legs_under_it():
 def test_round_table_must_be_round():
     with pytest.raises(SceneConfigError, match="round"):
         build_scene(SceneConfig(object=ObjectConfig(kind="round_table", size=[2.0, 1.5, 0.86])))
-
-
-def test_object_outlines():
-    assert object_outline("round_table", np.array([1.0, 1.0, 0.43])) == ("circle", 1.0)
-    shape, half_xy = object_outline("table", np.array([1.0, 0.6, 0.43]))
-    assert shape == "rect" and np.allclose(half_xy, [1.0, 0.6])
-    for kind in ("box", "long_box", "square_table", "sofa", "high_stool", "mesh"):
-        assert object_outline(kind, np.ones(3))[0] == "rect"
-    # Per-world half extents (torch, as the engine holds them) give per-world outlines.
-    shape, radius = object_outline("round_table", torch.tensor([[1.0, 1.0, 0.43], [0.9, 0.9, 0.387]]))
-    assert shape == "circle" and torch.allclose(radius, torch.tensor([1.0, 0.9]))
-    with pytest.raises(ObjectConfigError):
-        object_outline("chair", np.ones(3))
 
 
 @pytest.mark.parametrize("kind", ["square_table", "round_table"])
@@ -325,3 +311,13 @@ def test_scaled_round_table_rests_on_the_ground_in_warp():
     z = engine.object_pos[:, 2].cpu()
     assert z[0].item() == pytest.approx(0.43, abs=0.01) and z[1].item() == pytest.approx(0.387, abs=0.01)
     assert engine.object_lin_vel.norm().item() < 0.05
+
+
+def test_constant_density_scales_the_mass_with_the_volume():
+    obj = ObjectConfig(kind="long_box", size_scale_range=[0.9, 1.0], constant_density=True)
+    engine = make_engine(build_scene(SceneConfig(num_humanoids=2, object=obj)), EngineConfig(num_envs=64))
+    size, mass = engine.sample_object_scales(64)
+    assert torch.allclose(mass, size**3) and size.min() < 0.95 < size.max()
+    engine.set_object_scale(None, size, mass)
+    density = engine.object_mass / (8 * engine.object_half_extents.prod(dim=-1))
+    assert torch.allclose(density, torch.full_like(density, 50.0))  # 25 kg in 0.5 cubic metres

@@ -19,7 +19,8 @@ from coohoi.rotations import heading_angle, quat_rotate, yaw_quat
 torch.set_num_threads(1)
 EXACT = ("task.env.task_obs_noise_std=0.0", "task.env.proprio_noise_std=0.0",
          "task.scene.object.size_scale_range=[1.0,1.0]")
-OBJECT_POS = slice(PROPRIO_SIZE + TASK_OBS_LAYOUT["object_pos"].start, PROPRIO_SIZE + TASK_OBS_LAYOUT["object_pos"].stop)
+OBJECT_POS = slice(PROPRIO_SIZE + TASK_OBS_LAYOUT["object_pos"].start,
+                   PROPRIO_SIZE + TASK_OBS_LAYOUT["object_pos"].stop)
 OBJECT_VEL = slice(PROPRIO_SIZE + TASK_OBS_LAYOUT["object_lin_vel"].start,
                    PROPRIO_SIZE + TASK_OBS_LAYOUT["object_lin_vel"].stop)
 STILL = ("task.env.enable_early_termination=false", "task.env.enable_kicked_termination=false")
@@ -47,7 +48,6 @@ def set_state(env, humanoid: HumanoidState | None = None, obj: ObjectState | Non
     state = env.engine.get_state()
     state = SimState(humanoid or state.humanoid, obj or state.object)
     env.engine.reset_where(torch.ones(env.num_envs, dtype=torch.bool), state)
-    env._handles = None
 
 
 def resting_object(env, yaw: float = 0.0) -> ObjectState:
@@ -144,7 +144,38 @@ def test_a_push_on_the_object_reaches_the_other_agents_observation_in_the_next_s
     assert (base[:, OBJECT_VEL].abs() < 0.1).all()
 
 
-# ---- resets ------------------------------------------------------------------------------------------------------------
+# ---- terminations ----------------------------------------------------------------------------------------------
+def test_a_tilted_or_dropped_object_ends_the_episode_but_one_put_down_at_the_target_does_not(pair):
+    """Env 0: the long box turned 60 degrees about its long axis (tilted beyond 45): dropped at once. Env 1: lifted
+    0.3 m, then back on the ground 5 m from the target: dropped once it is down. Then both lifted and put down
+    where their targets are: no termination."""
+    env, e = pair, pair.engine
+    stand = env.default_pose_action().to(torch.float32).expand(env.num_rows, -1)
+
+    def step_with_object(pos, quat):
+        set_state(env, obj=ObjectState(pos, quat, torch.zeros_like(pos), torch.zeros_like(pos)))
+        env.progress.fill_(5)
+        info = env.step(stand)[4]
+        return info["terminated_reasons"]["dropped"].view(env.num_envs, 2)[:, 0].tolist()
+
+    env.reset()
+    obj = mirrored_pair(env, yaw=0.0)
+    tilted = obj.quat.clone()
+    tilted[0] = torch.tensor([math.cos(math.pi / 6), math.sin(math.pi / 6), 0.0, 0.0], dtype=e.dtype)
+    lifted = obj.pos.clone()
+    lifted[:, 2] += 0.3
+    env.target_pos.copy_(obj.pos)
+    env.target_pos[1, 0] += 5.0
+    assert step_with_object(torch.stack((obj.pos[0], lifted[1])), tilted) == [True, False]
+    assert step_with_object(obj.pos, obj.quat)[1]
+    env.reset()
+    mirrored_pair(env, yaw=0.0)
+    env.target_pos.copy_(obj.pos)
+    assert step_with_object(lifted, obj.quat) == [False, False]
+    assert step_with_object(obj.pos, obj.quat) == [False, False]  # put down at the target
+
+
+# ---- resets ----------------------------------------------------------------------------------------------------
 def test_a_team_reset_puts_every_agent_the_object_and_the_task_at_their_new_start(dataset):
     """Environment 0 of a 6-slot table scene is ended (time-out) until its team size has changed and a team of 5
     or more (two agents on one side of the table) was drawn; after each reset: the object rests at the
@@ -204,7 +235,8 @@ def test_a_team_reset_puts_every_agent_the_object_and_the_task_at_their_new_star
 def test_an_inactive_agent_lying_on_the_floor_earns_nothing_ends_nothing_and_counts_in_no_metric(trio):
     """Slot 2 is parked; it is teleported lying on the floor (a fall for an active agent) and given NaN actions.
     The fall rule does fire on its row, but the episode only ends by the forced time-out, its reward and terms are
-    0, the world is not faulted, and its load share (the only per-agent metric) is absent from the summary."""
+    0, the world is not faulted, its load share (the only per-agent metric) is absent from the summary, and its
+    observations (both groups) are its team's first agent's."""
     env, e = trio, trio.engine
     env.reset()
     env.episode_summary()
@@ -227,6 +259,9 @@ def test_an_inactive_agent_lying_on_the_floor_earns_nothing_ends_nothing_and_cou
         assert info["episode_metrics"]["load_share_2"].isnan().all()
         if fall_rows is not None:  # the fall rule sees the lying humanoid (it then gets up): only the mask keeps
             assert fall_rows[:, 2].all() and not fall_rows[:, :2].any()  # it from ending the episode
+        for group in info["observations"].values():
+            group = group.view(n, k, -1)
+            assert torch.equal(group[:, 2], group[:, 0]) and not torch.equal(group[:, 1], group[:, 0])
     assert truncated.all()  # the time-out ended the episodes
     summary = env.episode_summary()
     assert summary["num_episodes"] == n and summary["fall_rate"] == 0.0

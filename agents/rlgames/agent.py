@@ -90,7 +90,6 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.rollout_threads = int(config.get("rollout_threads", 0))
         self.learn_threads = int(config.get("learn_threads", 0))
         self.session = None  # coohoi.agents.train.TrainingSession, when run by `coohoi train`
-        self._all_active = True  # every row of the last rollout was an active agent
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -165,7 +164,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
             buf.update_data("time_outs", n, infos["time_outs"])
             buf.update_data("next_dones", n, self.dones)
             buf.update_data("agent_mask", n, infos["agent_mask"])
-            self.episode_stats.record_step_info(infos)
+            self.episode_stats.record_step_info(infos, infos["agent_mask"])
 
         tensors = buf.tensor_dict
         style = self.compute_style_rewards(tensors["amp_obs"]) * tensors["agent_mask"]
@@ -175,8 +174,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
         if self.value_bootstrap:
             rewards = rewards + self.gamma * tensors["values"] * tensors["time_outs"].unsqueeze(-1)
         tensors["rewards"].copy_(rewards * tensors["agent_mask"].unsqueeze(-1))
-        self.episode_stats.record_rollout(tensors["task_rewards"], tensors["style_rewards"],
-                                          tensors["next_dones"] * tensors["agent_mask"])
+        self.episode_stats.record_rollout(tensors["task_rewards"], tensors["style_rewards"], tensors["next_dones"],
+                                          tensors["agent_mask"])
 
         last_values = self.get_values(self.obs)
         advantages = self.discount_values(
@@ -195,6 +194,14 @@ class AMPAgent(a2c_continuous.A2CAgent):
         rewards = torch.cat([style_reward(self.model.disc_logits(chunk)) for chunk in flat.split(STYLE_REWARD_CHUNK)])
         return rewards.reshape(amp_obs.shape[:-1])
 
+    def _first_agent_index(self, size: int) -> torch.Tensor:
+        """For each row of a flattened batch (row-major: row * horizon + step), the index of the same step of its
+        team's first agent (rows are env * agents + slot)."""
+        agents = self.vec_env.env.num_agents
+        i = torch.arange(size, device=self.ppo_device)
+        row, step = i // self.horizon_length, i % self.horizon_length
+        return (row - row % agents) * self.horizon_length + step
+
     # ---------------------------------------------------------------- training
     def train_epoch(self):
         start = time.perf_counter()
@@ -205,33 +212,37 @@ class AMPAgent(a2c_continuous.A2CAgent):
         result = list(super().train_epoch())
         start = time.perf_counter()
         tensors = self.experience_buffer.tensor_dict
-        amp_obs = tensors["amp_obs"]
-        self.replay_buffer.store(amp_obs if self._all_active else amp_obs[tensors["agent_mask"] > 0])
+        self.replay_buffer.store(tensors["amp_obs"][tensors["agent_mask"] > 0])  # active rows only
         buffers_time += time.perf_counter() - start
         result[2] += buffers_time  # update time: the AMP buffers are part of learning
         result[3] += buffers_time  # epoch time
         return tuple(result)
 
     def prepare_dataset(self, batch_dict):
+        """rl-games' dataset, with inactive team slots left out: their loss weights are 0 (rl-games' rnn_masks, as
+        weights with mean 1, so a masked loss is the mean over active rows), their values and returns are copied
+        from their team's first agent before rl-games' value normaliser sees them, and the advantages are
+        normalised over the active rows. With every row active this is rl-games' own computation."""
         mask = batch_dict["agent_mask"]
-        self._all_active = bool(mask.all())  # one host sync per epoch
-        normalize = self.normalize_advantage
-        if not self._all_active:  # loss weights with mean 1 over the batch: a mean over the active rows
-            batch_dict["rnn_masks"] = mask * (mask.numel() / mask.sum())
-            self.normalize_advantage = False
+        active = mask > 0
+        weights = mask * (mask.numel() / mask.sum())
+        batch_dict["rnn_masks"] = weights
+        first = self._first_agent_index(mask.numel())
+        for key in ("values", "returns"):
+            batch_dict[key] = torch.where(active[:, None], batch_dict[key], batch_dict[key][first])
+        normalize, self.normalize_advantage = self.normalize_advantage, False
         super().prepare_dataset(batch_dict)
         self.normalize_advantage = normalize
-        if not self._all_active and normalize:
+        if normalize:
             adv = self.dataset.values_dict["advantages"]
-            active = mask > 0
-            mean, std = adv[active].mean(), adv[active].std()
+            mean = (adv * weights).mean()
+            std = ((adv - mean).square() * active).sum().div(active.sum() - 1).sqrt()
             self.dataset.values_dict["advantages"] = torch.where(active, (adv - mean) / (std + 1e-8), 0.0)
         policy = batch_dict["amp_obs"]
         if len(self.replay_buffer):
             replay = self.replay_buffer.sample(policy.shape[0])
-        else:  # before the first store: the rollout itself, its active rows only (in a fixed-size batch)
-            active = torch.nonzero(mask > 0).flatten()
-            replay = policy[active[torch.randint(active.numel(), (policy.shape[0],), device=policy.device)]]
+        else:  # before the first store: the rollout itself, its active rows (its first agents' for the others)
+            replay = torch.where(active[:, None], policy, policy[first])
         self.dataset.values_dict["amp_obs"] = policy
         self.dataset.values_dict["amp_mask"] = mask
         self.dataset.values_dict["amp_obs_replay"] = replay
@@ -242,10 +253,9 @@ class AMPAgent(a2c_continuous.A2CAgent):
         policy = torch.cat((input_dict["amp_obs"][:n], input_dict["amp_obs_replay"][:n]))
         demo = input_dict["amp_obs_demo"][:n]
         # Inactive rows' samples count nowhere (the replay half holds active rows' samples only).
-        mask = None if self._all_active else torch.cat((input_dict["amp_mask"][:n] > 0,
-                                                        torch.ones(n, dtype=torch.bool, device=policy.device)))
+        mask = torch.cat((input_dict["amp_mask"][:n] > 0, torch.ones(n, dtype=torch.bool, device=policy.device)))
         if self._disc_minibatches_seen < self.num_minibatches:  # first mini-epoch: every sample updates the stats
-            self.model.amp_mean_std.update(torch.cat((policy if mask is None else policy[mask], demo)))
+            self.model.amp_mean_std.update(torch.cat((policy[mask], demo)))
         self._disc_minibatches_seen += 1
         demo_in = self.model.normalize_amp_obs(demo).requires_grad_(True)
         disc = self.model.disc
@@ -258,21 +268,12 @@ class AMPAgent(a2c_continuous.A2CAgent):
             "prev_actions": input_dict["actions"],
             "obs": self._preproc_obs(input_dict["obs"]),
         }
-        rms = self.model.running_mean_std if self.normalize_input else None
-        if rms is not None and rms.training and not self._all_active:
-            # The observation normaliser learns from active rows only (parked slots see a far-away object), then
-            # the forward pass leaves it unchanged.
-            with torch.no_grad():
-                rms(batch_dict["obs"][input_dict["rnn_masks"] > 0])
-            rms.eval()
-            res = self.model(batch_dict)
-            rms.train()
-        else:
-            res = self.model(batch_dict)
+        res = self.model(batch_dict)
+        weights = input_dict["rnn_masks"]
         loss, a_loss, c_loss, entropy, b_loss, _ = self.calc_losses(
             self.actor_loss_func, input_dict["old_logp_actions"], res["prev_neglogp"], input_dict["advantages"],
             self.e_clip, input_dict["old_values"], res["values"], input_dict["returns"], res["mus"],
-            res["entropy"], input_dict.get("rnn_masks"),
+            res["entropy"], weights,
         )
         disc = self._discriminator_terms(input_dict)
         loss = loss + self.disc_coef * disc["loss"]
@@ -282,7 +283,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.trancate_gradients_and_step()
 
         with torch.no_grad():
-            kl = gaussian_kl(res["mus"], res["sigmas"], input_dict["mu"], input_dict["sigma"])
+            kl = gaussian_kl(res["mus"], res["sigmas"], input_dict["mu"], input_dict["sigma"], weights)
         for key, value in disc.items():
             self.disc_stats["disc_loss" if key == "loss" else key].append(value.detach())
         self.aux_loss_dict = {}
@@ -398,13 +399,16 @@ class EpisodeStats:
         self.reward_term_sums = defaultdict(zero)
         self.steps = 0
 
-    def record_step_info(self, infos: dict) -> None:
+    def record_step_info(self, infos: dict, active: torch.Tensor) -> None:
+        """A step's reward terms, averaged over the active rows (active [rows] bool)."""
+        count = active.sum().clamp_min(1)
         for key, value in infos.get("reward_terms", {}).items():
-            self.reward_term_sums[key] += value.float().mean()
+            self.reward_term_sums[key] += (value.float() * active).sum() / count
         self.steps += 1
 
-    def record_rollout(self, task_rewards, style_rewards, ended) -> None:
-        """Per-step rewards [T, rows, 1] and episode-end flags [T, rows] of the rollout."""
+    def record_rollout(self, task_rewards, style_rewards, ended, active) -> None:
+        """Per-step rewards [T, rows, 1], episode-end flags and active rows [T, rows] of the rollout."""
+        ended = ended * active
         for t in range(ended.shape[0]):
             self.task_return += task_rewards[t, :, 0]
             self.style_return += style_rewards[t, :, 0]
@@ -415,8 +419,9 @@ class EpisodeStats:
             keep = 1.0 - done
             self.task_return *= keep
             self.style_return *= keep
-        self.sums["task_reward"] += task_rewards.mean()
-        self.sums["style_reward"] += style_rewards.mean()
+        count = active.sum().clamp_min(1)
+        self.sums["task_reward"] += task_rewards[..., 0].mul(active).sum() / count
+        self.sums["style_reward"] += style_rewards[..., 0].mul(active).sum() / count
         self.sums["rollouts"] += 1
 
     def summary(self) -> dict[str, float]:

@@ -313,14 +313,16 @@ class Engine(abc.ABC):
         self.unstable &= ~mask
 
     def sample_object_scales(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """n (size scale, mass scale) pairs from the scene's object randomisation ranges, on the engine's device."""
+        """n (size scale, mass scale) pairs from the scene's object randomisation ranges (object.constant_density:
+        the mass scale times the size scale cubed), on the engine's device."""
         obj = self.scene.cfg.object
         g = generator or self.generator
 
         def uniform(lo, hi):
             return lo + (hi - lo) * torch.rand(n, generator=g, dtype=self.dtype, device=g.device).to(self.device)
 
-        return uniform(*obj.size_scale_range), uniform(*obj.mass_scale_range)
+        size, mass = uniform(*obj.size_scale_range), uniform(*obj.mass_scale_range)
+        return size, mass * size**3 if obj.constant_density else mass
 
     def set_object_scale(self, env_ids, size_scale: torch.Tensor, mass_scale: torch.Tensor) -> None:
         """Object size and mass scales of the given worlds (checked: sizes in (0, 1], masses positive)."""
