@@ -67,11 +67,11 @@ class TeamCarryEnv(CarryEnv):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        lo, hi = self.cfg.team_size_range
-        if not 1 <= lo <= hi <= self.num_agents:
-            raise ValueError(f"task.env.team_size_range {list(self.cfg.team_size_range)} must lie within 1 and "
-                             f"scene.num_humanoids ({self.num_agents})")
         c = self.cfg
+        lo, hi = c.team_size_range
+        if not 1 <= lo <= hi <= self.num_agents:
+            raise ValueError(f"task.env.team_size_range {list(c.team_size_range)} must lie within 1 and "
+                             f"scene.num_humanoids ({self.num_agents})")
         self.team_metrics = TeamMetricsTracker(self.num_envs, self.num_agents, RIM_POINTS, self.policy_dt,
                                                self.device, self.dtype, success_distance=c.success_distance,
                                                sticky_distance=c.sticky_distance, lift_threshold=c.lift_height,
@@ -118,7 +118,7 @@ class TeamCarryEnv(CarryEnv):
             facing = torch.atan2(-out[:, 1], -out[:, 0])
         else:
             xy = placed.stand_point[:, :2] - self._uniform(n * k, *c.start_distance_range).unsqueeze(-1) * inward
-            facing = torch.atan2(inward[:, 1], inward[:, 0])
+            facing = yaw
         active = index < rows(team)
         park = torch.stack((torch.full_like(facing, c.park_xy[0]),
                             c.park_xy[1] + c.park_spacing * index.to(self.dtype)), dim=-1)
