@@ -70,9 +70,10 @@ def test_inactive_team_slots_add_nothing_to_rewards_advantages_replay_or_discrim
 def test_central_critic_reads_the_critic_group(tmp_path):
     env = FakeTaskEnv(8, num_agents=2)
     agent = _agent(tmp_path, env, "train.ppo.critic=central")
-    assert agent.has_central_value
+    assert agent.has_central_value and not agent.has_value_loss  # the model's own value head is not trained
     assert agent.central_value_net.state_shape == (env.observation_groups["critic"],)
-    agent.train()
+    metrics = agent.train()
+    assert metrics["losses/critic"] > 0  # the central value network's loss
     states = agent.experience_buffer.tensor_dict["states"]
     assert states.shape[-1] == env.observation_groups["critic"] and torch.any(states != 0)
 

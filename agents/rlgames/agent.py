@@ -218,6 +218,11 @@ class AMPAgent(a2c_continuous.A2CAgent):
         result[3] += buffers_time  # epoch time
         return tuple(result)
 
+    def train_central_value(self):
+        """rl-games' central value training (MAPPO), keeping its mean loss for the epoch's metrics."""
+        self._central_value_loss = super().train_central_value()
+        return self._central_value_loss
+
     def prepare_dataset(self, batch_dict):
         """rl-games' dataset, with inactive team slots left out: their loss weights are 0 (rl-games' rnn_masks, as
         weights with mean 1, so a masked loss is the mean over active rows), their values and returns are copied
@@ -339,6 +344,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
         }
         if b_losses:
             metrics["losses/bounds"] = torch_ext.mean_list(b_losses).item()
+        if self.has_central_value:  # the model's own value head is not trained: its loss is the central network's
+            metrics["losses/critic"] = float(self._central_value_loss)
         metrics.update({f"amp/{k}": torch.stack(v).mean().item() for k, v in self.disc_stats.items()})
         metrics.update(self.episode_stats.summary())
         metrics.update(training_episode_metrics(self.vec_env.episode_summary()))
