@@ -192,6 +192,24 @@ class _RawWarpLoop:
         self.wp.synchronize_device(self.device)
 
 
+Loop = tuple[Callable[[], None], Callable[[], None]]  # (one step, wait for the device)
+
+
+def fastest(loops: dict[str, Loop], settings: BenchSettings) -> dict[str, float]:
+    """Seconds per step of each loop {name: (step, sync)}: settings.warmup_steps untimed steps each, then
+    settings.rounds rounds that alternate the loops (so that other load on the machine hits all alike), keeping each
+    loop's fastest round."""
+    for step, _ in loops.values():
+        for _ in range(settings.warmup_steps):
+            step()
+    best = {name: float("inf") for name in loops}
+    chunk = settings.seconds / settings.rounds
+    for _ in range(settings.rounds):
+        for name, (step, sync) in loops.items():
+            best[name] = min(best[name], _timed(step, sync, chunk, settings.min_steps))
+    return best
+
+
 def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> BenchRow:
     """Engine and raw policy-step rates (summed over environments) for one scene and environment count."""
     n = engine_cfg.num_envs
@@ -206,16 +224,8 @@ def measure(scene: Scene, engine_cfg: EngineConfig, settings: BenchSettings) -> 
         else:
             loops["raw"] = _RawMujocoLoop(scene, engine, loop.targets)
             loops["raw_state"] = _RawMujocoLoop(scene, engine, loop.targets, with_state=True)
-    for _ in range(settings.warmup_steps):
-        for timed in loops.values():
-            timed.step()
-    syncs = {name: sync_engine if name == "engine" else getattr(timed, "sync", lambda: None)
-             for name, timed in loops.items()}
-    best = {name: float("inf") for name in loops}
-    chunk = settings.seconds / settings.rounds
-    for _ in range(settings.rounds):  # alternating, so that other load on the machine hits all alike
-        for name, timed in loops.items():
-            best[name] = min(best[name], _timed(timed.step, syncs[name], chunk, settings.min_steps))
+    best = fastest({name: (timed.step, sync_engine if name == "engine" else getattr(timed, "sync", lambda: None))
+                    for name, timed in loops.items()}, settings)
     memory = engine.memory_stats() if hasattr(engine, "memory_stats") else {}
     rate = {name: n / seconds for name, seconds in best.items()}
     return BenchRow(n, rate["engine"], rate.get("raw"), memory, rate.get("raw_state"))
@@ -294,20 +304,13 @@ def task_table(cfg: DictConfig, settings: BenchSettings, counts: list[int]) -> s
             env = make_env(run_cfg)
             env.reset()
             action = env.default_pose_action().to(torch.float32).expand(env.num_rows, -1).contiguous()
-            loops = {"env": lambda: env.step(action)}
+            on_cuda = env.engine.device.type == "cuda"
+            loops = {"env": (lambda: env.step(action),
+                             (lambda: torch.cuda.synchronize(env.device)) if on_cuda else (lambda: None))}
             if settings.raw:
-                raw = (_RawWarpLoop if env.engine.device.type == "cuda" else _RawMujocoLoop)(
-                    env.engine.scene, env.engine, _targets(env.engine))
-                loops["raw"] = raw.step
-            sync = (lambda: torch.cuda.synchronize(env.device)) if env.engine.device.type == "cuda" else (lambda: None)
-            for _ in range(settings.warmup_steps):
-                for step in loops.values():
-                    step()
-            best = {name: float("inf") for name in loops}
-            for _ in range(settings.rounds):
-                for name, step in loops.items():
-                    best[name] = min(best[name], _timed(step, sync, settings.seconds / settings.rounds,
-                                                        settings.min_steps))
+                raw = (_RawWarpLoop if on_cuda else _RawMujocoLoop)(env.engine.scene, env.engine, _targets(env.engine))
+                loops["raw"] = (raw.step, getattr(raw, "sync", lambda: None))
+            best = fastest(loops, settings)
             rate = n / best["env"]
             raw_rate = n / best["raw"] if "raw" in best else None
             lines.append(f"{agents:>6} {run_cfg.task.name:>20} {n:>6} {rate:>10,.0f} {agents * rate:>12,.0f} "

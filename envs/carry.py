@@ -101,30 +101,39 @@ class CarryEnv(HumanoidEnv):
         """Box on the ground at a sampled distance and direction from the humanoid, with a sampled yaw; the target
         at a sampled distance and direction from the box, at the box's resting height, with a sampled yaw; and
         (cfg.randomize_object) the box's size and mass scales."""
-        c, n = self.cfg, humanoid.root_pos.shape[0]
-        task = {}
-        if c.randomize_object:
-            task["object_size_scale"], task["object_mass_scale"] = self.engine.sample_object_scales(n, self.generator)
-            half = self.engine.object_base_half_extents * task["object_size_scale"][:, None]
-        else:
-            half = self.engine.object_base_half_extents.expand(n, 3)
-        rest_height = half[:, 2:3]
+        c = self.cfg
+        half, task = self._object_sizes(humanoid.root_pos.shape[0])
         origin = humanoid.root_pos[:, 0, :2]
-
-        def ring(center, distance_range, direction_range, min_distance=None):
-            d = self._uniform(n, *distance_range)
-            if min_distance is not None:
-                d = torch.maximum(d, min_distance)
-            a = self._uniform(n, *direction_range)
-            return center + d.unsqueeze(-1) * torch.stack((torch.cos(a), torch.sin(a)), dim=-1)
-
-        box_xy = ring(origin, c.box_distance_range, c.box_direction_range, self._box_min_distance(humanoid, half))
-        box_pos = torch.cat((box_xy, rest_height), dim=-1)
-        box_quat = yaw_quat(self._uniform(n, *c.box_yaw_range))
-        task["target_pos"] = torch.cat((ring(box_xy, c.target_distance_range, c.target_direction_range), rest_height),
-                                       dim=-1)
-        task["target_quat"] = yaw_quat(self._uniform(n, *c.target_yaw_range))
+        box_xy = self._ring(origin, c.box_distance_range, c.box_direction_range, self._box_min_distance(humanoid, half))
+        box_pos = torch.cat((box_xy, half[:, 2:3]), dim=-1)
+        box_quat = yaw_quat(self._uniform(box_xy.shape[0], *c.box_yaw_range))
+        task["target_pos"], task["target_quat"] = self._target_starts(box_pos)
         return ObjectState(box_pos, box_quat, torch.zeros_like(box_pos), torch.zeros_like(box_pos)), task
+
+    def _object_sizes(self, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Half sizes [n, 3] of n new objects and, with cfg.randomize_object, the task keys that set their size and
+        mass scales (the engine's randomisation ranges)."""
+        if not self.cfg.randomize_object:
+            return self.engine.object_base_half_extents.expand(n, 3), {}
+        size, mass = self.engine.sample_object_scales(n, self.generator)
+        return self.engine.object_base_half_extents * size[:, None], {"object_size_scale": size,
+                                                                      "object_mass_scale": mass}
+
+    def _ring(self, center: torch.Tensor, distance_range, direction_range, min_distance=None) -> torch.Tensor:
+        """Points [n, 2] at a sampled distance (at least min_distance [n], if given) and direction from center."""
+        n = center.shape[0]
+        d = self._uniform(n, *distance_range)
+        if min_distance is not None:
+            d = torch.maximum(d, min_distance)
+        a = self._uniform(n, *direction_range)
+        return center + d.unsqueeze(-1) * torch.stack((torch.cos(a), torch.sin(a)), dim=-1)
+
+    def _target_starts(self, object_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target positions [n, 3] at a sampled distance and direction from the objects at object_pos [n, 3] (at
+        their resting height), and target yaws as quaternions [n, 4]."""
+        c = self.cfg
+        xy = self._ring(object_pos[:, :2], c.target_distance_range, c.target_direction_range)
+        return torch.cat((xy, object_pos[:, 2:3]), dim=-1), yaw_quat(self._uniform(xy.shape[0], *c.target_yaw_range))
 
     def _box_min_distance(self, humanoid: HumanoidState, half: torch.Tensor) -> torch.Tensor:
         """[n] Nearest the box centre may start to the root: the reach of the humanoid's low bodies (those below the

@@ -376,11 +376,11 @@ class HumanoidEnv:
     def observations(self) -> dict[str, torch.Tensor]:
         """The observation groups of the current state: policy [rows, num_obs] and critic [rows, num_critic_obs]
         (the policy tensor itself unless the task adds a global state)."""
-        obs = self.observe()
+        obs = self.observe()  # inactive rows already carry their team's first agent's
         state = self._critic_state()
         if state is None:
             return {POLICY: obs, CRITIC: obs}
-        return {POLICY: obs, CRITIC: self._parked_as_first(torch.cat((obs, state.to(torch.float32)), dim=-1))}
+        return {POLICY: obs, CRITIC: torch.cat((obs, self._parked_as_first(state.to(torch.float32))), dim=-1)}
 
     def _parked_as_first(self, t: torch.Tensor) -> torch.Tensor:
         """Rows [rows, ...] with every inactive slot's row replaced by its team's first agent's (always active), so

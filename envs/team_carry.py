@@ -89,12 +89,8 @@ class TeamCarryEnv(CarryEnv):
         humanoid, history = self._humanoid_starts(n, reference)
         lo, hi = c.team_size_range
         team = torch.randint(lo, hi + 1, (n,), generator=self.generator, device=self.device)
-        task = {"team_size": team}
-        if c.randomize_object:
-            task["object_size_scale"], task["object_mass_scale"] = self.engine.sample_object_scales(n, self.generator)
-            half = self.engine.object_base_half_extents * task["object_size_scale"][:, None]
-        else:
-            half = self.engine.object_base_half_extents.expand(n, 3)
+        half, task = self._object_sizes(n)
+        task["team_size"] = team
         zeros = torch.zeros(n, 3, dtype=self.dtype, device=self.device)
         obj_pos = torch.cat((zeros[:, :2], half[:, 2:3]), dim=-1)
         obj_quat = yaw_quat(self._uniform(n, *c.box_yaw_range))
@@ -126,12 +122,7 @@ class TeamCarryEnv(CarryEnv):
         facing = torch.where(active, facing, torch.zeros_like(facing))
         humanoid = self._turn_and_place(humanoid, xy.view(n, k, 2), facing.view(n, k))
 
-        target_dir = self._uniform(n, *c.target_direction_range)
-        target_dist = self._uniform(n, *c.target_distance_range)
-        task["target_pos"] = torch.cat((target_dist[:, None] * torch.stack((torch.cos(target_dir),
-                                                                           torch.sin(target_dir)), dim=-1),
-                                        half[:, 2:3]), dim=-1)
-        task["target_quat"] = yaw_quat(self._uniform(n, *c.target_yaw_range))
+        task["target_pos"], task["target_quat"] = self._target_starts(obj_pos)
         obj = ObjectState(obj_pos, obj_quat, zeros.clone(), zeros.clone())
         return Starts(humanoid, obj, history, task)
 

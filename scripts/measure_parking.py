@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from coohoi.bench import _timed
+from coohoi.bench import BenchSettings, fastest
 from coohoi.cli import compose
 from coohoi.envs import make_env
 
@@ -23,18 +23,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    steps = {}
+    loops = {}
     for slots in (2, 4, 8):
         env = make_env(compose(["task=team_carry_table", f"task.scene.num_humanoids={slots}",
                                 "task.env.team_size_range=[2,2]", *args.overrides]))
         env.reset()
         action = env.default_pose_action().to(torch.float32).expand(env.num_rows, -1).contiguous()
-        steps[slots] = (env, lambda env=env, action=action: env.step(action))
-    best = {slots: float("inf") for slots in steps}
-    for _ in range(args.rounds):
-        for slots, (_, step) in steps.items():
-            best[slots] = min(best[slots], _timed(step, lambda: None, args.seconds / args.rounds, 3))
-    n = steps[2][0].num_envs
+        loops[slots] = (lambda env=env, action=action: env.step(action), lambda: None)
+    best = fastest(loops, BenchSettings(seconds=args.seconds, rounds=args.rounds))
+    n = env.num_envs
     print(f"table, team of 2, {n} environments: env steps/s by humanoid slots in the scene (the rest parked)")
     for slots, seconds in best.items():
         print(f"{slots:>3} slots {n / seconds:>10,.0f} steps/s  {best[2] / seconds:>6.1%} of the 2-slot scene")
