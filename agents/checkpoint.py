@@ -65,3 +65,28 @@ def check_model_fits(path, state: dict, model: torch.nn.Module, task_name: str |
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit this network{hint if trained_for else ''}: {shown}"
         )
+
+
+def source_commit() -> str:
+    """The git commit of the coohoi source this process runs ("<sha>", "<sha>-dirty" with uncommitted changes), or
+    "unknown" outside a git checkout (an installed wheel)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def run_provenance(cfg) -> dict:
+    """What a checkpoint stores about its run besides the weights: the resolved config (so that play, render, export
+    and eval rebuild its task) and the source commit."""
+    from omegaconf import OmegaConf
+
+    return {"config": OmegaConf.to_container(cfg, resolve=True), "commit": source_commit()}

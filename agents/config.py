@@ -210,13 +210,57 @@ CRITICS = ("local", "central")
 
 @dataclass
 class PlayConfig:
-    """`coohoi play`: a checkpoint's policy, or the zero-action baseline, in the viewer or headless."""
+    """`coohoi play`: a policy (checkpoint=PATH: a checkpoint or an exported .onnx), or the zero-action baseline,
+    in the interactive viewer or headless."""
 
     policy: str = "checkpoint"  # checkpoint (needs checkpoint=PATH) | zero: the zero-action baseline
-    deterministic: bool = True  # false: act with the learner's action noise, as in training
+    deterministic: bool = True  # false: act with the PPO policy's action noise, as in training
     headless: bool = False  # true: no window; run `steps` steps and print episode metrics
     steps: int = 600
-    video: str | None = None  # headless: write an mp4 of world 0 here
+    env: int = 0  # the environment shown first (the viewer switches with keys)
+
+
+RENDER_FOLLOW = ("team", "object")
+
+
+@dataclass
+class RenderConfig:
+    """`coohoi render`: the same playback headless into a video (MUJOCO_GL=egl or osmesa)."""
+
+    out: str = "policy.mp4"  # .mp4 (or .gif); with several envs, one file each: <stem>_env<i><suffix>
+    seconds: float = 10.0  # length of each video
+    width: int = 640
+    height: int = 480
+    envs: list[int] = field(default_factory=lambda: [0])  # which environments to film
+    follow: str = "team"  # the camera follows the team's centre, or the object
+    overlay: bool = True  # step, reward and success drawn on every frame
+    policy: str = "checkpoint"  # checkpoint | zero
+    deterministic: bool = True
+
+
+@dataclass
+class ExportConfig:
+    """`coohoi export`: the actor as ONNX and TorchScript with a metadata JSON, checked for parity."""
+
+    out: str | None = None  # output stem (<out>.onnx, <out>.pt, <out>.json); None: beside the checkpoint
+    parity_samples: int = 1024  # random observations compared between onnxruntime and torch
+    parity_tolerance: float = 1.0e-5  # largest allowed action difference
+    opset: int = 17
+
+
+@dataclass
+class EvalCommandConfig:
+    """`coohoi eval`: N episodes with fixed seeds, both published metric sets as JSON, a CSV row per episode."""
+
+    episodes: int = 64
+    seed: int = 0  # round r of engine.num_envs episodes resets the env with seed + r
+    out: str | None = None  # folder for metrics.json and episodes.csv; None: runs/eval/<task>_<policy file stem>
+    policy: str = "checkpoint"  # checkpoint | zero
+    deterministic: bool = True
+    # Shorthands for task settings (null: the policy's own): the object, and a fixed team size (team tasks).
+    object_kind: str | None = None
+    team_size: int | None = None
+    progress: bool = True  # a progress bar on stderr
 
 
 @dataclass

@@ -35,7 +35,7 @@ from coohoi.agents.amp_modules import (
     fill_demo,
     style_reward,
 )
-from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_provenance, save_atomic
 from coohoi.agents.config import TrainConfig
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
@@ -130,7 +130,8 @@ class OffPolicyAMP:
                          "num_actions": self.num_actions, "num_amp_obs": self.num_amp_obs,
                          "actor_units": list(c.actor_units), "critic_units": list(c.critic_units),
                          "disc_units": list(net.disc_units), "activation": net.activation, "layer_norm": c.layer_norm,
-                         "obs_normalization": c.obs_normalization}
+                         "obs_normalization": c.obs_normalization, **run_provenance(cfg),
+                         "env": env.policy_metadata()}
         self._std = self._sample_std(self.rows)
 
     # ---- acting ---------------------------------------------------------------------------------------------
@@ -382,26 +383,4 @@ def check_fits(path, state: dict, metadata: dict) -> None:
                               f"{trained_for!r}, this run is {metadata['task']!r}): " + "; ".join(diffs))
 
 
-def load_actor(path, state: dict, env):
-    """A td3 checkpoint's actor as act(obs, deterministic) -> actions (deterministic only: noise is training's)."""
-    meta = state["coohoi"]
-    if meta.get("num_obs") != env.num_obs or meta.get("num_actions") != env.num_actions:
-        raise CheckpointError(f"checkpoint {str(path)!r} was trained for task {meta.get('task')!r} with "
-                              f"{meta.get('num_obs')} observations and {meta.get('num_actions')} actions; this env has "
-                              f"{env.num_obs} and {env.num_actions}")
-    device = torch.device(env.device)
-    actor = Actor(meta["num_obs"], meta["num_actions"], meta["actor_units"], meta["activation"], 0.0).to(device)
-    actor.load_state_dict(state["model"]["actor"])
-    norm = RunningMeanStd(meta["num_obs"]).to(device)
-    norm.load_state_dict(state["model"]["obs_norm"])
-    normalize = norm.normalize if meta.get("obs_normalization", True) else (lambda x: x)
-    actor.eval()
-
-    @torch.no_grad()
-    def act(obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        return actor(normalize(obs.to(device)))
-
-    return act
-
-
-__all__ = ["Actor", "DoubleCritic", "OffPolicyAMP", "check_fits", "load_actor"]
+__all__ = ["Actor", "DoubleCritic", "OffPolicyAMP", "check_fits"]

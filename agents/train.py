@@ -1,11 +1,10 @@
-"""`coohoi train` and `coohoi play`, and the training-throughput hook of `coohoi bench`.
+"""`coohoi train`: both learners, the training session around them, and the run folder they write.
 
     coohoi train                                     # the defaults: AMP locomotion, PPO, 400 epochs on the CPU
     coohoi train task=carry_box engine.num_envs=128 seed=1 train.max_minutes=60 experiment=box
     coohoi train task=amp_locomotion train=td3       # the off-policy learner
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth resume=true    # continue a run
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth               # start from its weights only
-    coohoi play task=carry_box checkpoint=runs/x/nn/last.pth [play.headless=true play.video=out.mp4]
 
 A run writes runs/<experiment>/: config.yaml (the resolved config), nn/last.pth (checkpoint, written atomically
 every train.save_frequency epochs and at the end), nn/epoch_<N>.pth snapshots, summaries/ (tensorboard),
@@ -32,10 +31,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from coohoi.agents.adapter import RLGAMES_ENV_NAME, RlGamesVecEnv, register_rlgames_env
-from coohoi.agents.checkpoint import CheckpointError, load_checkpoint  # noqa: F401  (CheckpointError: re-exported)
-from coohoi.agents.config import PLAY_POLICIES, TrainConfig, train_config
+from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_provenance  # noqa: F401  (CheckpointError: re-exported)
+from coohoi.agents.config import TrainConfig, train_config
 from coohoi.agents.curriculum import AssistCurriculum
-from coohoi.agents.evaluation import baselines, evaluate, zero_action
+from coohoi.agents.evaluation import baselines, evaluate
 
 # Evaluations re-seed their env with this (plus the run's seed), so that every evaluation and both baselines
 # start from the same states.
@@ -189,7 +188,7 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "rollout_threads": rollout_threads(cfg),
         "learn_threads": learn_threads(cfg),
         "metadata": {"task": str(cfg.task.name), "num_obs": env.num_obs, "num_actions": env.num_actions,
-                     "critic": p.critic, **net},
+                     "critic": p.critic, **net, **run_provenance(cfg), "env": env.policy_metadata()},
     }
     if p.critic == "central":  # rl-games' central value network on the env's critic group (MAPPO)
         config["use_experimental_cv"] = False  # the actor-critic model's own value head is then not trained
@@ -421,7 +420,7 @@ def _print_cpu_adjustments(cfg: DictConfig) -> None:
               flush=True)
 
 
-def train(cfg: DictConfig) -> int:
+def train(cfg: DictConfig, overrides: list[str] = ()) -> int:
     t = train_config(cfg.train)
     run_dir = Path(cfg.output_dir) / str(cfg.experiment)
     checkpoint = cfg.get("checkpoint")
@@ -458,136 +457,5 @@ def train(cfg: DictConfig) -> int:
     return 0
 
 
-def measure_training_throughput(cfg: DictConfig, num_envs: int, epochs: int = 3, warmup_epochs: int = 1) -> dict:
-    """Train `epochs` epochs (after `warmup_epochs`) with num_envs environments, writing nothing to disk but a
-    temporary folder. Returns {"num_envs", "epochs", "env_steps_per_s" (env stepping only), "rollout_steps_per_s"
-    (env + policy inference), "total_steps_per_s" (env + inference + learning), "learn_s_per_epoch",
-    "env_s_per_epoch"}."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        run_cfg = OmegaConf.merge(cfg, {"engine": {"num_envs": int(num_envs)}, "output_dir": tmp,
-                                        "experiment": "throughput", "wandb": {"enabled": False}})
-        rows: list[dict] = []
-        agent, _ = make_agent(run_cfg, max_epochs=warmup_epochs + epochs,
-                              on_epoch_end=lambda _agent, metrics: rows.append(metrics))
-        agent.save_frequency = agent.snapshot_frequency = 0
-        agent.train()
-    timed = rows[warmup_epochs:]
-    frames = sum(r["frames_epoch"] for r in timed)
-    env_s = sum(r["time_env"] for r in timed)
-    rollout_s = sum(r["time_rollout"] for r in timed)
-    update_s = sum(r["time_update"] for r in timed)
-    return {
-        "num_envs": int(num_envs),
-        "epochs": len(timed),
-        "env_steps_per_s": frames / env_s,
-        "rollout_steps_per_s": frames / rollout_s,
-        "total_steps_per_s": frames / (rollout_s + update_s),
-        "env_s_per_epoch": env_s / len(timed),
-        "learn_s_per_epoch": (rollout_s - env_s + update_s) / len(timed),
-    }
-
-
-# ---------------------------------------------------------------------------------------------------- play
-def load_policy(cfg: DictConfig, env, checkpoint: str):
-    """A checkpoint's policy as act(obs, deterministic) -> actions, for either learner (the algo is read from the
-    checkpoint); the network sizes are the checkpoint's own."""
-    state = load_checkpoint(checkpoint)
-    meta = state.get("coohoi", {})
-    if meta.get("algo") == "td3":
-        from coohoi.agents.offpolicy import load_actor
-
-        return load_actor(checkpoint, state, env)
-    from coohoi.agents.rlgames import AMP_NAME, make_runner
-
-    vec_env = RlGamesVecEnv(env)
-    params = build_rlgames_params(cfg, vec_env, network=meta)
-    runner = make_runner()
-    runner.load_config(params)
-    player = runner.player_factory.create(AMP_NAME, params=runner.params)
-    player.restore(checkpoint)
-    return player.act
-
-
-def play(cfg: DictConfig) -> int:
-    """Run a checkpoint's policy (deterministic actions unless play.deterministic=false), or with play.policy=zero
-    the zero-action baseline (PD targets at the offsets of reference §2). Viewer on world 0 by default;
-    play.headless=true runs play.steps steps without a window (optionally writing play.video, an mp4 of world 0)
-    and prints episode metrics."""
-    from coohoi.envs import make_env
-
-    play_cfg = cfg.play
-    if play_cfg.policy not in PLAY_POLICIES:
-        raise ValueError(f"play.policy must be one of {', '.join(PLAY_POLICIES)}, got {play_cfg.policy!r}")
-    checkpoint = cfg.get("checkpoint")
-    if play_cfg.policy == "checkpoint" and not checkpoint:
-        raise ValueError("coohoi play needs checkpoint=PATH (or play.policy=zero)")
-    set_torch_threads(cfg)
-    if play_cfg.policy == "checkpoint":
-        load_checkpoint(checkpoint)  # a bad checkpoint stops before the env is built
-    env = make_env(cfg)
-    if play_cfg.policy == "zero":
-        act = zero_action(env)
-    else:
-        policy = load_policy(cfg, env, checkpoint)
-        act = lambda obs: policy(obs, deterministic=bool(play_cfg.deterministic))  # noqa: E731
-    obs = env.reset()
-    if play_cfg.headless:
-        frames = _run_headless(env, act, obs, int(play_cfg.steps), play_cfg.video)
-        print(json.dumps(env.episode_summary()))
-        if frames:
-            print(f"wrote {play_cfg.video} ({frames} frames)")
-        return 0
-    _run_viewer(env, act, obs)
-    return 0
-
-
-def _world0(env):
-    getter = getattr(env.engine, "get_model_and_data", None)
-    if getter is None:
-        raise ValueError(f"engine {env.engine.name!r} cannot show a world in the viewer; use engine=mujoco")
-    return getter(0)
-
-
-def _run_headless(env, act, obs, steps: int, video: str | None) -> int:
-    """Step the policy; with video, render world 0 after every step (coohoi.render) and write it."""
-    frames = []
-    renderer = None
-    if video:
-        from coohoi.render import HumanoidRenderer
-
-        renderer = HumanoidRenderer(env.engine.scene)
-    try:
-        for _ in range(steps):
-            obs, *_ = env.step(act(obs))
-            if renderer is not None:
-                frames.append(renderer.render(_world0(env)[1].qpos))
-    finally:
-        if renderer is not None:
-            renderer.close()
-    if video:
-        from coohoi.render import write_frames
-
-        write_frames(video, frames, fps=1.0 / env.policy_dt)
-    return len(frames)
-
-
-def _run_viewer(env, act, obs) -> None:
-    import mujoco
-    import mujoco.viewer
-
-    model, data = _world0(env)
-    with mujoco.viewer.launch_passive(model, data) as viewer:
-        while viewer.is_running():
-            start = time.perf_counter()
-            obs, *_ = env.step(act(obs))
-            _, world = _world0(env)
-            data.qpos[:], data.qvel[:] = world.qpos, world.qvel
-            mujoco.mj_forward(model, data)
-            viewer.sync()
-            time.sleep(max(0.0, env.policy_dt - (time.perf_counter() - start)))
-
-
-__all__ = ["TrainingSession", "build_rlgames_params", "derive_minibatch_size", "format_progress", "load_policy",
-           "make_agent", "measure_training_throughput", "play", "train"]
+__all__ = ["TrainingSession", "build_rlgames_params", "derive_minibatch_size", "format_progress", "make_agent",
+           "train"]

@@ -12,8 +12,8 @@ stepping that computes the position and velocity stages at the state reached ("r
 run them so that tasks observe the new state, so that ratio is the engine's own overhead alone. Measurements
 alternate in `bench.rounds` short rounds and keep each one's fastest, which discounts other load on the machine.
 
-Then it trains the configured task (default amp_locomotion) for a few epochs at `bench.training_num_envs` and prints
-the whole loop's throughput (environment + policy + learning) next to the environment-only figure of the same run.
+Then it times the task envs' whole step (BENCH_TASKS). `coohoi bench` goes on with the training loop's throughput
+(coohoi.agents.throughput): this module, like the rest of the simulation core, never imports the learners.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def scene_config(name: str) -> SceneConfig:
     return to_dataclass(SceneConfig, BENCH_SCENES[name], "scene")
 
 
-def _settings(cfg: DictConfig) -> BenchSettings:
+def settings_of(cfg: DictConfig) -> BenchSettings:
     return to_dataclass(BenchSettings, cfg.get("bench"), "bench")
 
 
@@ -253,7 +253,7 @@ def format_table(title: str, engine_cfg: EngineConfig, decimation: int, rows: li
 
 
 def run(cfg: DictConfig) -> int:
-    settings = _settings(cfg)
+    settings = settings_of(cfg)
     base = _engine_config(cfg)
     if base.name not in DEFAULT_NUM_ENVS:
         raise EngineConfigError(f"unknown engine {base.name!r}")
@@ -277,11 +277,6 @@ def run(cfg: DictConfig) -> int:
         task_counts = [128] if base.name == "mujoco" else [4096]
     if task_counts:
         print(task_table(cfg, settings, task_counts), flush=True)
-    training_counts = settings.training_num_envs
-    if training_counts is None:
-        training_counts = [256] if base.name == "mujoco" else []
-    if training_counts:
-        print(training_table(cfg, training_counts, settings.training_epochs), flush=True)
     return 0
 
 
@@ -317,16 +312,3 @@ def task_table(cfg: DictConfig, settings: BenchSettings, counts: list[int]) -> s
                          + (f"{raw_rate:>10,.0f} {rate / raw_rate:>6.1%}" if raw_rate else f"{'-':>10} {'-':>6}"))
     return "\n".join(lines)
 
-
-def training_table(cfg: DictConfig, counts: list[int], epochs: int) -> str:
-    """Whole-loop training throughput of cfg.task next to its environment-only rate, from the same epochs."""
-    from coohoi.agents.train import measure_training_throughput
-
-    lines = [f"training task={cfg.task.name}: steps/s summed over environments; per epoch, seconds in the "
-             f"environment vs in policy inference and learning",
-             f"{'N':>6} {'env only':>10} {'env+learning':>13} {'env s':>7} {'learn s':>8}"]
-    for n in counts:
-        t = measure_training_throughput(cfg, int(n), epochs=epochs)
-        lines.append(f"{n:>6} {t['env_steps_per_s']:>10,.0f} {t['total_steps_per_s']:>13,.0f} "
-                     f"{t['env_s_per_epoch']:>7.2f} {t['learn_s_per_epoch']:>8.2f}")
-    return "\n".join(lines)

@@ -24,8 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 HYDRA_COMMANDS = {
     "train": ("coohoi.agents.train", "train"),
-    "play": ("coohoi.agents.train", "play"),
-    "bench": ("coohoi.bench", "run"),
+    "play": ("coohoi.agents.play", "play"),
+    "render": ("coohoi.agents.play", "render"),
+    "export": ("coohoi.agents.export", "export"),
+    "eval": ("coohoi.agents.evaluation", "evaluate_command"),
+    "bench": ("coohoi.agents.throughput", "bench"),
 }
 USAGE = __doc__
 
@@ -39,13 +42,15 @@ def register_schemas() -> None:
     every default has one source and unknown keys stop composition."""
     from hydra.core.config_store import ConfigStore
 
-    from coohoi.agents.config import PlayConfig, TrainConfig, WandbConfig
+    from coohoi.agents.config import (EvalCommandConfig, ExportConfig, PlayConfig, RenderConfig, TrainConfig,
+                                      WandbConfig)
     from coohoi.bench import BenchSettings
     from coohoi.config import EngineConfig, SceneConfig
     from coohoi.envs import TASKS
 
     store = ConfigStore.instance()
     for group, node in (("engine", EngineConfig), ("train", TrainConfig), ("play", PlayConfig),
+                        ("render", RenderConfig), ("export", ExportConfig), ("eval", EvalCommandConfig),
                         ("wandb", WandbConfig), ("bench", BenchSettings), ("schema/scene", SceneConfig)):
         store.store(group=group, name="schema", node=node)
     for env_type, (_, env_cfg) in TASKS.items():  # task yamls: `- /schema/env@task.env: <env_type>`
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     module_name, func_name = HYDRA_COMMANDS[command]
     module = __import__(module_name, fromlist=[func_name])
     try:
-        return getattr(module, func_name)(cfg) or 0
+        return getattr(module, func_name)(cfg, rest) or 0
     except ValueError as exc:  # config errors raised by our builders name the setting
         print(f"coohoi {command}: {exc}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from coohoi.rotations import yaw_quat
 class CarryEnv(HumanoidEnv):
     cfg: CarryEnvConfig
     task_obs_size = TASK_OBS_SIZE
+    task_obs_layout = TASK_OBS_LAYOUT
 
     team_task = False  # True: several humanoids carry one object (coohoi.envs.team_carry)
 

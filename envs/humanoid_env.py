@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -47,7 +48,7 @@ from coohoi.envs.contract import (
     INFO_TERMINATED_REASONS,
     POLICY,
 )
-from coohoi.envs.observations import PROPRIO_SIZE, proprioception
+from coohoi.envs.observations import PROPRIO_LAYOUT, PROPRIO_SIZE, proprioception
 from coohoi.envs.terminations import fall_heights, fallen, timed_out
 from coohoi.motion.amp_features import AMP_FEATURE_SIZE, amp_features
 from coohoi.motion.kinematics import ForwardKinematics
@@ -126,6 +127,7 @@ class HumanoidEnv:
     """Task environment base; implements coohoi.envs.contract."""
 
     task_obs_size = 0
+    task_obs_layout: dict[str, slice] | None = None  # the task observation's named parts
 
     def __init__(self, cfg: HumanoidEnvConfig, scene_cfg: SceneConfig, engine_cfg: EngineConfig, seed: int = 0,
                  motion_lib=None):
@@ -390,6 +392,48 @@ class HumanoidEnv:
         first = t.view((self.num_envs, self.num_agents) + t.shape[1:])[:, :1].expand(
             (self.num_envs, self.num_agents) + t.shape[1:]).flatten(0, 1)
         return torch.where(self.agent_mask.view((-1,) + (1,) * (t.dim() - 1)), t, first)
+
+    def observation_layout(self) -> dict[str, list[tuple[str, int]]]:
+        """Every observation group's named parts in order, (name, size): proprioception (PROPRIO_LAYOUT), the task's
+        parts (task_obs_layout) and, in the critic group, the global state a team task adds. Exported policies carry
+        it in their metadata (coohoi.agents.export), and evaluation refuses a policy whose layout differs."""
+        policy = [(name, part.stop - part.start) for layout in (PROPRIO_LAYOUT, self.task_obs_layout or {})
+                  for name, part in layout.items()]
+        state = self._critic_state_size()
+        return {POLICY: policy, CRITIC: policy + ([("team_state", state)] if state else [])}
+
+    def policy_metadata(self) -> dict[str, Any]:
+        """What a policy needs to know about the environment it acts in, as plain JSON values: the observation groups'
+        named parts, the action's mapping to PD targets, joint and body order, PD gains and torque limits (the first
+        humanoid's position actuators), control period and quaternion convention."""
+        model = self.engine.scene.model
+        n = self.num_actions
+        kp = model.actuator_gainprm[:n, 0]
+        kd = -model.actuator_biasprm[:n, 2]
+        limited = model.actuator_forcelimited[:n].astype(bool)
+        torque = [float(hi) if lim else None for hi, lim in zip(model.actuator_forcerange[:n, 1], limited)]
+        layout = self.observation_layout()
+        return {
+            "observation": {
+                "groups": {group: [{"name": name, "size": int(size)} for name, size in parts]
+                           for group, parts in layout.items()},
+                "policy_size": int(self.num_obs),
+                "critic_size": int(self.num_critic_obs),
+                "dtype": "float32",
+                "frame": "positions and velocities in the agent's heading frame (root yaw removed), root at the origin",
+                "rotation": "tan-norm: the first two columns of the rotation matrix (6 numbers)",
+            },
+            "action": {"size": int(n), "scale": self.action_scale.tolist(), "offset": self.action_offset.tolist(),
+                       "clip": [-1.0, 1.0] if self.cfg.clip_actions else None,
+                       "pd_target": "offset + scale * action, radians, one per joint in `joints` order"},
+            "joints": list(hum.DOF_NAMES),
+            "bodies": list(hum.BODY_NAMES),
+            "pd": {"kp": kp.tolist(), "kd": kd.tolist(), "torque_limit": torque},
+            "control": {"policy_dt": float(self.policy_dt), "physics_dt": float(model.opt.timestep),
+                        "decimation": int(self.engine.decimation)},
+            "quaternion": "wxyz (MuJoCo: scalar first)",
+            "num_agents": int(self.num_agents),
+        }
 
     def _critic_state_size(self) -> int:
         """Numbers the critic group adds to the policy observation (a team task's global state)."""

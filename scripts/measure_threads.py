@@ -21,7 +21,7 @@ import sys
 CHILD = """
 import json, sys
 from coohoi.cli import compose
-from coohoi.agents.train import measure_training_throughput
+from coohoi.agents.throughput import measure_training_throughput
 algo, threads, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 cfg = compose(["task=amp_locomotion", f"train={algo}", f"learn_threads={threads}", "train.eval.every=0",
                "train.eval.baselines=false"])

@@ -16,7 +16,7 @@ import imageio.v3 as iio  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from coohoi.agents.train import load_policy  # noqa: E402
+from coohoi.agents.policy import load_policy  # noqa: E402
 from coohoi.cli import compose  # noqa: E402
 from coohoi.envs import make_env  # noqa: E402
 from coohoi.render import HumanoidRenderer, TrackingCamera  # noqa: E402
@@ -34,7 +34,7 @@ def main() -> None:
     cfg = compose([*args.overrides, "engine.num_envs=1"])
     torch.set_num_threads(1)
     env = make_env(cfg)
-    policy = load_policy(cfg, env, args.checkpoint)
+    policy = load_policy(args.checkpoint)
     renderer = HumanoidRenderer(env.engine.scene, *args.size, show_object=cfg.task.env_type != "amp_locomotion")
     camera = TrackingCamera(distance=3.0)
     obs = env.reset()
@@ -43,7 +43,7 @@ def main() -> None:
         for step in range(args.frames * args.every):
             if step % args.every == 0:
                 frames.append(renderer.render(env.engine.get_model_and_data(0)[1].qpos.copy(), camera))
-            obs, *_ = env.step(policy(obs, deterministic=True))
+            obs, *_ = env.step(policy.act(obs))
     finally:
         renderer.close()
     iio.imwrite(args.out, np.concatenate(frames, axis=1))

@@ -116,6 +116,15 @@ class FakeTaskEnv:
     def default_pose_action(self) -> torch.Tensor:
         return torch.zeros(self.num_actions)
 
+    def policy_metadata(self) -> dict:
+        parts = {group: [{"name": "state" if group == "policy" else "state_and_team", "size": size}]
+                 for group, size in self.observation_groups.items()}
+        return {"observation": {"groups": parts, "policy_size": self.num_obs},
+                "action": {"size": self.num_actions, "scale": [1.0] * self.num_actions,
+                           "offset": [0.0] * self.num_actions, "clip": [-1.0, 1.0]},
+                "joints": [f"joint_{i}" for i in range(self.num_actions)],
+                "control": {"policy_dt": self.policy_dt}, "num_agents": self.num_agents}
+
     def set_assist(self, cfg) -> None:
         self.assist_level = 1.0 if cfg is not None and cfg.enabled else 0.0
 

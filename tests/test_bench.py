@@ -7,6 +7,7 @@ import re
 import pytest
 
 from coohoi import bench
+from coohoi.agents import throughput
 from coohoi.cli import compose, main
 
 
@@ -30,7 +31,7 @@ def test_training_throughput_is_printed_next_to_env_only(capsys):
     cfg = compose(["task=amp_locomotion", "bench.num_envs=[2]", "bench.seconds=0.05", "bench.rounds=1",
                    "bench.warmup_steps=1", "bench.scenes=[box1]", "bench.raw=false", "engine.nthread=1",
                    "bench.training_num_envs=[4]", "bench.training_epochs=1", "bench.task_num_envs=[]"])
-    assert bench.run(cfg) == 0
+    assert throughput.bench(cfg) == 0
     out = capsys.readouterr().out
     assert "training task=amp_locomotion" in out
     row = re.search(r"^\s+4\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)$", out, flags=re.M)
@@ -58,3 +59,14 @@ def test_task_env_steps_are_printed_for_one_two_and_four_agents_next_to_raw_phys
         env_rate, agent_rate, raw_rate = (float(x.replace(",", "")) for x in (env_rate, agent_rate, raw_rate))
         assert agent_rate == pytest.approx(int(agents) * env_rate, rel=0.01)
         assert float(ratio) == pytest.approx(100 * env_rate / raw_rate, abs=1.0)
+
+
+def test_the_simulation_core_never_imports_the_learners():
+    """coohoi/ (the engines, scene, bench, motion) stands alone: importing it loads no coohoi.agents module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, coohoi.bench, coohoi.render, coohoi.motion.cli, coohoi.envs; "
+            "print([m for m in sys.modules if m.startswith('coohoi.agents')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

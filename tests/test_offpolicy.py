@@ -13,7 +13,8 @@ from fake_task_env import FakeTaskEnv
 from coohoi.agents.amp_modules import style_reward
 from coohoi.agents.checkpoint import CheckpointError
 from coohoi.agents.replay import TransitionReplay
-from coohoi.agents.train import load_policy, make_agent
+from coohoi.agents.policy import load_policy
+from coohoi.agents.train import make_agent
 from coohoi.cli import compose
 from coohoi.envs import make_env
 
@@ -174,9 +175,9 @@ def test_training_checkpoints_resume_and_play(tmp_path):
     assert resumed.epoch_num == 4
     # The saved actor (the resumed run's last.pth) plays back through the common policy loader, deterministically.
     env = FakeTaskEnv(8)
-    act = load_policy(_cfg(tmp_path), env, resumed.last_checkpoint)
+    policy = load_policy(resumed.last_checkpoint)
     obs = env.reset()
-    torch.testing.assert_close(act(obs, deterministic=True), resumed.act(obs, deterministic=True))
+    torch.testing.assert_close(policy.act(obs), resumed.act(obs, deterministic=True))
 
 
 def test_a_checkpoint_of_another_learner_or_network_is_refused(tmp_path):

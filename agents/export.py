@@ -1,0 +1,1 @@
+"""`coohoi export` (being written)."""
