@@ -49,6 +49,8 @@ setup(
         "pyyaml",
         "scipy>=1.10",
         "wandb",  # optional logging (wandb.enabled=true), offline by default
+        "onnx>=1.16",  # `coohoi export`
+        "onnxruntime>=1.18",  # `coohoi export` parity check and `coohoi eval` of exported policies
     ],
     extras_require={
         "test": ["pytest>=8", "mujoco-warp>=4.0.0", "warp-lang>=1.9"],

@@ -213,7 +213,7 @@ def load_policy(path: str | Path) -> Policy:
     if path.suffix == ONNX_SUFFIX:
         return _load_onnx(path)
     state = load_checkpoint(path, map_location="cpu")
-    meta = dict(state.get("coohoi", {}))
+    meta = dict(state.get("coohoi", {}), epoch=state.get("epoch"), frame=state.get("frame"))
     for key in ("num_obs", "num_actions"):
         if key not in meta:
             raise CheckpointError(f"checkpoint {str(path)!r} carries no {key} (not written by coohoi)")
