@@ -14,9 +14,11 @@ only what their task needs (cfg/task/*.yaml, `train:`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
-from coohoi.config import ConfigError, check_finite
+from coohoi.config import (NON_NEGATIVE, OBJECT_KINDS, POSITIVE, UNIT, ConfigError, at_least, check_finite,
+                           check_ranges, one_of)
 from coohoi.config import to_dataclass as core_to_dataclass
 
 ALGOS = ("ppo", "td3")
@@ -218,6 +220,9 @@ class PlayConfig:
     headless: bool = False  # true: no window; run `steps` steps and print episode metrics
     steps: int = 600
     env: int = 0  # the environment shown first (the viewer switches with keys)
+    speed: float = 1.0  # playback speed, 1 = real time (the viewer's keys halve and double it)
+    markers: bool = True  # draw the target, the handles and the standing points (a key toggles them)
+    show_ui: bool = False  # the MuJoCo viewer's side panels (Tab and Shift-Tab toggle them)
 
 
 RENDER_FOLLOW = ("team", "object")
@@ -234,6 +239,7 @@ class RenderConfig:
     envs: list[int] = field(default_factory=lambda: [0])  # which environments to film
     follow: str = "team"  # the camera follows the team's centre, or the object
     overlay: bool = True  # step, reward and success drawn on every frame
+    markers: bool = True  # the target (translucent), the handles and the standing points
     policy: str = "checkpoint"  # checkpoint | zero
     deterministic: bool = True
 
@@ -270,6 +276,50 @@ class WandbConfig:
     project: str = "coohoi"
 
 
+# The range rules of each config (coohoi.config.check_ranges: space-separated keys, rule). Run at composition by
+# coohoi.cli, so that a value that cannot work stops before anything is built.
+OPEN_UNIT = (lambda v: 0 < v <= 1, "in (0, 1]")
+UNITS = (lambda v: len(v) > 0 and all(u >= 1 for u in v), "a non-empty list of sizes >= 1")
+TRAIN_RULES = [
+    ("algo", one_of(ALGOS)), ("max_epochs", (lambda v: v >= 1 or v == -1, ">= 1 (or -1: no limit)")),
+    ("max_minutes", POSITIVE),
+    ("task_reward_weight style_reward_weight save_frequency snapshot_frequency", NON_NEGATIVE),
+    ("network.mlp_units network.disc_units td3.actor_units td3.critic_units", UNITS),
+    ("network.activation", one_of(ACTIVATIONS)),
+    ("amp.batch_size amp.minibatch_size amp.demo_buffer_size amp.replay_buffer_size", at_least(1)),
+    ("amp.replay_keep_prob", OPEN_UNIT), ("amp.disc_learning_rate", POSITIVE),
+    ("amp.disc_coef amp.disc_grad_penalty amp.disc_logit_reg amp.disc_weight_decay", NON_NEGATIVE),
+    ("ppo.lr_schedule", one_of(LR_SCHEDULES)), ("ppo.mu_init_bias", one_of(MU_INIT_BIASES)),
+    ("ppo.critic", one_of(CRITICS)), ("ppo.horizon_length ppo.minibatch_size ppo.mini_epochs", at_least(1)),
+    ("ppo.learning_rate ppo.kl_threshold ppo.e_clip ppo.grad_norm ppo.mu_init_range", POSITIVE),
+    ("ppo.gamma ppo.tau", UNIT), ("ppo.critic_coef ppo.bounds_loss_coef ppo.entropy_coef", NON_NEGATIVE),
+    ("td3.steps_per_epoch td3.buffer_steps td3.batch_size td3.updates_per_step td3.n_step td3.policy_delay"
+     " td3.disc_every", at_least(1)),
+    ("td3.gamma td3.tau", OPEN_UNIT),
+    ("td3.actor_learning_rate td3.critic_learning_rate td3.disc_learning_rate", POSITIVE),
+    ("td3.learning_starts td3.weight_decay td3.target_noise td3.noise_clip td3.actor_init_scale td3.grad_norm",
+     NON_NEGATIVE),
+    ("assist.schedule", one_of(ASSIST_SCHEDULES)), ("assist.threshold assist.step", OPEN_UNIT),
+    ("assist.height assist.anneal_frames", POSITIVE),
+    ("assist.height_kp assist.height_kd assist.max_force assist.upright_kp assist.upright_kd assist.max_torque"
+     " assist.patience", NON_NEGATIVE),
+    ("eval.every", NON_NEGATIVE), ("eval.num_envs", at_least(1)),
+]
+WANDB_MODES = ("offline", "online", "disabled")
+# The command sections of the composed config: name -> (dataclass, range rules).
+COMMAND_SECTIONS = {
+    "play": (PlayConfig, [("policy", one_of(PLAY_POLICIES)), ("steps", at_least(1)), ("env", NON_NEGATIVE)]),
+    "render": (RenderConfig, [("seconds", POSITIVE), ("width height", at_least(16)),
+                              ("envs", (lambda v: len(v) > 0 and min(v) >= 0, "a non-empty list of indices >= 0")),
+                              ("follow", one_of(RENDER_FOLLOW)), ("policy", one_of(PLAY_POLICIES))]),
+    "export": (ExportConfig, [("parity_samples", at_least(1)), ("parity_tolerance", POSITIVE),
+                              ("opset", at_least(13))]),
+    "eval": (EvalCommandConfig, [("episodes team_size", at_least(1)), ("policy", one_of(PLAY_POLICIES)),
+                                 ("object_kind", one_of(OBJECT_KINDS))]),
+    "wandb": (WandbConfig, [("mode", one_of(WANDB_MODES))]),
+}
+
+
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise TrainConfigError(f"train.{key} {message}")
@@ -278,45 +328,27 @@ def _require(ok: bool, key: str, message: str) -> None:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Refuse settings that cannot work, naming the key."""
     check_finite(cfg, "train", TrainConfigError)
-    _require(cfg.algo in ALGOS, "algo", f"must be one of {', '.join(ALGOS)}, got {cfg.algo!r}")
-    _require(cfg.max_epochs >= 1 or cfg.max_epochs == -1, "max_epochs", f"must be >= 1 (or -1: no limit), got {cfg.max_epochs}")
-    _require(cfg.max_minutes is None or cfg.max_minutes > 0, "max_minutes", f"must be > 0 or null, got {cfg.max_minutes}")
-    for key in ("task_reward_weight", "style_reward_weight"):
-        _require(getattr(cfg, key) >= 0, key, f"must be >= 0, got {getattr(cfg, key)}")
-    n, p, t, a = cfg.network, cfg.ppo, cfg.td3, cfg.assist
-    for key, units in (("network.mlp_units", n.mlp_units), ("network.disc_units", n.disc_units),
-                       ("td3.actor_units", t.actor_units), ("td3.critic_units", t.critic_units)):
-        _require(bool(units) and all(u >= 1 for u in units), key, f"must be a non-empty list of sizes >= 1, got {units}")
-    _require(n.activation in ACTIVATIONS, "network.activation", f"must be one of {', '.join(ACTIVATIONS)}")
-    _require(p.lr_schedule in LR_SCHEDULES, "ppo.lr_schedule",
-             f"must be one of {', '.join(LR_SCHEDULES)}, got {p.lr_schedule!r}")
-    _require(p.mu_init_bias in MU_INIT_BIASES, "ppo.mu_init_bias",
-             f"must be one of {', '.join(MU_INIT_BIASES)}, got {p.mu_init_bias!r}")
-    _require(p.critic in CRITICS, "ppo.critic", f"must be one of {', '.join(CRITICS)}, got {p.critic!r}")
-    for key in ("horizon_length", "minibatch_size", "mini_epochs"):
-        _require(getattr(p, key) >= 1, f"ppo.{key}", f"must be >= 1, got {getattr(p, key)}")
-    for key in ("learning_rate", "kl_threshold"):
-        _require(getattr(p, key) > 0, f"ppo.{key}", f"must be > 0, got {getattr(p, key)}")
-    for key in ("gamma", "tau"):
-        _require(0 <= getattr(p, key) <= 1, f"ppo.{key}", f"must lie in [0, 1], got {getattr(p, key)}")
-    for key in ("steps_per_epoch", "buffer_steps", "batch_size", "updates_per_step", "n_step", "policy_delay",
-                "disc_every"):
-        _require(getattr(t, key) >= 1, f"td3.{key}", f"must be >= 1, got {getattr(t, key)}")
+    check_ranges(cfg, "train", TRAIN_RULES, TrainConfigError)
+    t = cfg.td3
     _require(t.buffer_steps > t.n_step, "td3.buffer_steps", f"must exceed td3.n_step ({t.n_step})")
-    _require(0 < t.gamma <= 1 and 0 < t.tau <= 1, "td3.gamma", "and td3.tau must lie in (0, 1]")
     _require(0 < t.noise_std_min <= t.noise_std_max, "td3.noise_std_min",
              f"must be > 0 and <= td3.noise_std_max, got {t.noise_std_min}, {t.noise_std_max}")
-    for key in ("actor_learning_rate", "critic_learning_rate", "disc_learning_rate"):
-        _require(getattr(t, key) > 0, f"td3.{key}", f"must be > 0, got {getattr(t, key)}")
-    _require(a.schedule in ASSIST_SCHEDULES, "assist.schedule",
-             f"must be one of {', '.join(ASSIST_SCHEDULES)}, got {a.schedule!r}")
-    _require(0 < a.threshold <= 1 and 0 < a.step <= 1, "assist.threshold", "and assist.step must lie in (0, 1]")
-    for key in ("height_kp", "height_kd", "max_force", "upright_kp", "upright_kd", "max_torque"):
-        _require(getattr(a, key) >= 0, f"assist.{key}", f"must be >= 0, got {getattr(a, key)}")
-    _require(cfg.eval.num_envs >= 1 and cfg.eval.every >= 0, "eval.num_envs", "must be >= 1 (and eval.every >= 0)")
+    for key in cfg.cpu_overrides or {}:
+        try:
+            attrgetter(key)(cfg)
+        except AttributeError:
+            _require(False, f"cpu_overrides.{key}", "names no train setting")
     return cfg
 
 
 def train_config(node: Any) -> TrainConfig:
     """The `train` section of a composed config as a checked TrainConfig."""
     return validate(core_to_dataclass(TrainConfig, node, "train", TrainConfigError))
+
+
+def section_config(name: str, node: Any):
+    """A command's section of a composed config (play, render, export, eval, wandb) as its checked dataclass."""
+    cls, rules = COMMAND_SECTIONS[name]
+    settings = core_to_dataclass(cls, node, name)
+    check_ranges(settings, name, rules)
+    return settings

@@ -215,11 +215,10 @@ def evaluate_command(cfg, overrides: list[str] = ()) -> int:
     import sys
     from pathlib import Path
 
-    from coohoi.agents.config import EvalCommandConfig
+    from coohoi.agents.config import section_config
     from coohoi.agents.play import policy_and_env
-    from coohoi.config import to_dataclass
 
-    settings = to_dataclass(EvalCommandConfig, cfg.eval, "eval")
+    settings = section_config("eval", cfg.eval)
     extra = eval_overrides(settings)
     if extra:
         from coohoi.agents.policy import apply_overrides

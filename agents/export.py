@@ -28,8 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from coohoi.agents.checkpoint import CheckpointError, source_commit
-from coohoi.agents.config import ExportConfig
-from coohoi.config import to_dataclass
+from coohoi.agents.config import ExportConfig, section_config
 from coohoi.agents.policy import METADATA_SUFFIX, ONNX_SUFFIX, check_compatible, load_policy, policy_run_config
 
 FORMAT = "coohoi-policy"
@@ -114,7 +113,7 @@ def export(cfg: DictConfig, overrides: list[str] = ()) -> int:
     """Export cfg.checkpoint's actor (see the module docstring); prints the files and the parity reached."""
     from coohoi.envs import make_env
 
-    settings = to_dataclass(ExportConfig, cfg.export, "export")
+    settings = section_config("export", cfg.export)
     if not cfg.get("checkpoint"):
         raise ValueError("coohoi export needs checkpoint=PATH (a .pth checkpoint of either learner)")
     if str(cfg.checkpoint).endswith(ONNX_SUFFIX):

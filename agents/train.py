@@ -21,6 +21,7 @@ session.epoch_end(learner, metrics) after every epoch.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -244,8 +245,11 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
     params = build_rlgames_params(cfg, vec_env, max_epochs=max_epochs, network=phase1)
     params["config"]["on_epoch_end"] = on_epoch_end
     runner = make_runner()
-    runner.load_config(params)  # seeds torch/numpy/random, sets threads, builds the reward shaper (no deepcopy)
-    agent = runner.algo_factory.create(AMP_NAME, base_name="run", params=runner.params)
+    # rl-games prints debug lines here (seed, experiment name, seq_length, device, mlp sizes, normaliser shapes):
+    # the console keeps our own progress lines; warnings (stderr) still show.
+    with contextlib.redirect_stdout(io.StringIO()):
+        runner.load_config(params)  # seeds torch/numpy/random, sets threads, builds the reward shaper (no deepcopy)
+        agent = runner.algo_factory.create(AMP_NAME, base_name="run", params=runner.params)
     if t.init_from:  # the central value network (MAPPO) is not part of the model: it starts fresh
         agent.restore(t.init_from, set_epoch=False)
         print(f"initialised from the phase-1 checkpoint {t.init_from} (actor, "

@@ -3,9 +3,11 @@ or misspelled key stops with a message that names it."""
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, TypeVar
+from operator import attrgetter
+from typing import Any, Callable, TypeVar, get_type_hints
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -34,19 +36,87 @@ def to_dataclass(cls: type[T], node: Any, where: str, error: type[ValueError] = 
     return obj
 
 
+def _numbers(value: Any, key: str):
+    """(name, number) of every float in a value, however deeply nested: dict entries as key.entry, list items as
+    key[i]."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{key}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{key}[{i}]")
+    elif isinstance(value, float):
+        yield key, value
+
+
 def check_finite(node: Any, where: str, error: type[ValueError] = ConfigError) -> None:
-    """Every number in a dataclass tree must be finite: NaN or inf in a setting is refused, naming the key."""
+    """Every number in a dataclass tree must be finite: NaN or inf in a setting (also inside lists and dicts of any
+    depth) is refused, naming the key."""
     for f in fields(node):
         value = getattr(node, f.name)
-        key = f"{where}.{f.name}"
         if is_dataclass(value):
-            check_finite(value, key, error)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise error(f"{key} must be a finite number, got {value}")
-        elif isinstance(value, (list, tuple, dict)) and any(
-                isinstance(v, float) and not math.isfinite(v) for v in (value.values() if isinstance(value, dict)
-                                                                        else value)):
-            raise error(f"{key} must hold finite numbers, got {value}")
+            check_finite(value, f"{where}.{f.name}", error)
+            continue
+        for name, number in _numbers(value, f"{where}.{f.name}"):
+            if not math.isfinite(number):
+                raise error(f"{name} must be a finite number, got {number}")
+
+
+def check_keys(cls: type, node: Any, where: str, error: type[ValueError] = ConfigError) -> None:
+    """A composed section must hold exactly its dataclass's keys: an unknown one (a typo, `+key=...`) or a deleted
+    one (`~key`) is refused, naming it; hydra lets both through its typed nodes."""
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    for key in node:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            raise error(f"unknown setting {where}.{key}" + (f" (did you mean {where}.{close[0]}?)" if close else
+                                                            f"; {where} has {', '.join(names)}"))
+    for name in names:
+        if name not in node:
+            raise error(f"{where}.{name} cannot be deleted; set it instead")
+        if is_dataclass(hints[name]) and node[name] is not None:
+            check_keys(hints[name], node[name], f"{where}.{name}", error)
+
+
+# Range rules for check_ranges: (predicate, what it asks). A None value always passes (null settings mean "the
+# default"; the typed configs already refuse None where it is not allowed).
+Rule = tuple[Callable[[Any], bool], str]
+POSITIVE: Rule = (lambda v: v > 0, "> 0")
+NON_NEGATIVE: Rule = (lambda v: v >= 0, ">= 0")
+UNIT: Rule = (lambda v: 0 <= v <= 1, "in [0, 1]")
+
+
+def at_least(low: float) -> Rule:
+    return (lambda v: v >= low, f">= {low}")
+
+
+def one_of(choices) -> Rule:
+    return (lambda v: v in choices, f"one of {', '.join(map(str, choices))}")
+
+
+def each(rule: Rule) -> Rule:
+    """Every item of a list satisfies rule (a rule given for a dict applies to each entry without this)."""
+    return (lambda v: all(rule[0](x) for x in v), f"all {rule[1]}")
+
+
+def span(rule: Rule = (lambda v: True, "")) -> Rule:
+    """[low, high] with low <= high, both satisfying rule."""
+    return (lambda v: len(v) == 2 and v[0] <= v[1] and all(rule[0](x) for x in v),
+            "[low, high] with low <= high" + (f", both {rule[1]}" if rule[1] else ""))
+
+
+def check_ranges(obj: Any, where: str, rules: list[tuple[str, Rule]], error: type[ValueError] = ConfigError) -> None:
+    """Refuse values that cannot work. rules: (space-separated dotted keys, rule), a dict's rule applying to each of
+    its entries; the message names the key."""
+    for keys, (ok, text) in rules:
+        for key in keys.split():
+            value = attrgetter(key)(obj)
+            name = f"{where}.{key}" if where else key
+            entries = [(f"{name}.{k}", v) for k, v in value.items()] if isinstance(value, dict) else [(name, value)]
+            for entry, item in entries:
+                if item is not None and not ok(item):
+                    raise error(f"{entry} must be {text}, got {item!r}")
 
 
 # "table" is TeamHOI's rectangle (2.0 x 1.2 m); "square_table" and "round_table" its other two (reference §7).
@@ -128,3 +198,13 @@ class EngineConfig:
     # A world whose state turns non-finite (MuJoCo auto-reset is off) or whose speed passes this limit (m/s or rad/s)
     # is flagged unstable.
     max_speed: float = 1000.0  # hard falls reach about 110 rad/s at the ankles; blow-ups go far beyond
+
+
+ENGINE_RULES = [("name", one_of(ENGINES)), ("num_envs", at_least(1)), ("policy_dt max_speed", POSITIVE),
+                ("decimation nconmax njmax", at_least(1)), ("nthread", NON_NEGATIVE)]
+
+
+def validate_engine(cfg: EngineConfig, where: str = "engine") -> EngineConfig:
+    """Refuse engine settings that cannot work, naming the key (the engines check again when built)."""
+    check_ranges(cfg, where, ENGINE_RULES)
+    return cfg

@@ -12,8 +12,9 @@ import mujoco
 import numpy as np
 
 from coohoi import humanoid as hum
-from coohoi.config import HAND_SHAPES, SceneConfig
-from coohoi.objects import ObjectConfigError, ObjectInfo, add_object
+from coohoi.config import (HAND_SHAPES, NON_NEGATIVE, POSITIVE, ConfigError, SceneConfig, at_least,
+                           check_ranges, each, one_of, span)
+from coohoi.objects import ObjectConfigError, ObjectInfo, add_object, resolve_size
 
 MAX_HUMANOIDS = 8
 OBJECT_PREFIX = "obj/"
@@ -38,7 +39,7 @@ HAND_BODIES = ("right_hand", "left_hand")
 CONTACT_SENSOR_INTPRM = [1 << int(mujoco.mjtConDataField.mjCONDATA_FORCE), 3, 1]
 
 
-class SceneConfigError(ValueError):
+class SceneConfigError(ConfigError):
     """A scene configuration that cannot be built; the message names the setting."""
 
 
@@ -99,20 +100,30 @@ class Scene:
         )
 
 
-def _validate(cfg: SceneConfig) -> None:
-    if not isinstance(cfg.num_humanoids, int) or not 1 <= cfg.num_humanoids <= MAX_HUMANOIDS:
-        raise SceneConfigError(f"scene.num_humanoids must be an integer from 1 to {MAX_HUMANOIDS}, got {cfg.num_humanoids}")
-    if cfg.hand_shape not in HAND_SHAPES:
-        raise SceneConfigError(f"unknown scene.hand_shape {cfg.hand_shape!r}; choose one of {', '.join(HAND_SHAPES)}")
-    if cfg.contact.cone not in ("elliptic", "pyramidal"):
-        raise SceneConfigError(f"scene.contact.cone must be 'elliptic' or 'pyramidal', got {cfg.contact.cone!r}")
-    if not cfg.physics_dt > 0:
-        raise SceneConfigError(f"scene.physics_dt must be positive, got {cfg.physics_dt}")
-    if cfg.torque_limit is not None and not cfg.torque_limit > 0:
-        raise SceneConfigError(f"scene.torque_limit must be a positive scale of the motor gears or null (no limit), "
-                               f"got {cfg.torque_limit}")
+SCENE_RULES = [
+    ("num_humanoids", (lambda v: isinstance(v, int) and 1 <= v <= MAX_HUMANOIDS,
+                       f"an integer from 1 to {MAX_HUMANOIDS}")),
+    ("hand_shape", one_of(HAND_SHAPES)), ("contact.cone", one_of(("elliptic", "pyramidal"))),
+    ("physics_dt arena_half_size max_object_extent torque_limit contact.impratio", POSITIVE),
+    ("humanoid_spacing contact.noslip_iterations", NON_NEGATIVE),
+    ("contact.iterations contact.ls_iterations", at_least(1)),
+    ("contact.hand_condim", one_of((1, 3, 4, 6))), ("contact.hand_friction", each(NON_NEGATIVE)),
+    ("object.size", each(POSITIVE)), ("object.mass", POSITIVE),
+    ("object.friction", NON_NEGATIVE), ("object.mass_scale_range", span(POSITIVE)),
+    # the model is compiled at full size: worlds can only shrink the object
+    ("object.size_scale_range", span((lambda v: 0 < v <= 1, "in (0, 1]"))),
+]
+
+
+def validate_scene(cfg: SceneConfig, where: str = "scene") -> None:
+    """Refuse settings that cannot work, naming the key (also run by `coohoi` at composition, where="task.scene")."""
+    check_ranges(cfg, where, SCENE_RULES, SceneConfigError)
     if cfg.max_object_extent > 2 * cfg.arena_half_size:
-        raise SceneConfigError("scene.max_object_extent cannot exceed the floor (2 * scene.arena_half_size)")
+        raise SceneConfigError(f"{where}.max_object_extent cannot exceed the floor (2 * {where}.arena_half_size)")
+    try:
+        resolve_size(cfg.object)  # the kind, and its constraints on object.size
+    except ObjectConfigError as exc:
+        raise SceneConfigError(f"{where}: {exc}") from exc
 
 
 def _humanoid_spec(cfg: SceneConfig, k: int) -> mujoco.MjSpec:
@@ -141,7 +152,7 @@ def _humanoid_spec(cfg: SceneConfig, k: int) -> mujoco.MjSpec:
 
 def build_scene(cfg: SceneConfig) -> Scene:
     """Compose and compile the scene; bad settings raise SceneConfigError naming the setting."""
-    _validate(cfg)
+    validate_scene(cfg)
     spec = mujoco.MjSpec()
     spec.modelname = "coohoi_scene"
     opt = spec.option

@@ -12,7 +12,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from coohoi import humanoid as hum
-from coohoi.config import T, ConfigError
+from coohoi.config import (NON_NEGATIVE, POSITIVE, UNIT, ConfigError, T, at_least, check_ranges, each, one_of,
+                           span)
 from coohoi.config import to_dataclass as core_to_dataclass
 from coohoi.assets import ASSET_DIR
 from coohoi.envs.rewards import REWARD_TERMS
@@ -166,39 +167,41 @@ def to_dataclass(cls: type[T], node: Any, where: str) -> T:
     return core_to_dataclass(cls, node, where, EnvConfigError)
 
 
-def validate_humanoid_config(cfg: HumanoidEnvConfig, where: str = "task.env") -> None:
-    def fail(msg: str):
-        raise EnvConfigError(f"{where}.{msg}")
+# Range rules per env config class (coohoi.config.check_ranges); a subclass's checks add to its parents'.
+ENV_RULES: dict[type, list] = {
+    HumanoidEnvConfig: [
+        ("reset_mode", one_of(RESET_MODES)), ("reference_reset_prob", UNIT), ("amp_history", at_least(1)),
+        ("episode_length_s action_scale_3dof action_scale_3dof_cap action_scale_1dof", POSITIVE),
+        ("fall_height head_fall_height fall_contact_force termination_grace_steps proprio_noise_std", NON_NEGATIVE),
+        ("contact_bodies", each(one_of(hum.BODY_NAMES))),
+    ],
+    CarryEnvConfig: [
+        ("box_distance_range target_distance_range", span(NON_NEGATIVE)),
+        ("box_direction_range box_yaw_range target_direction_range target_yaw_range", span()),
+        ("walk_pos_coef walk_vel_coef held_coef carry_far_coef carry_near_coef putdown_coef box_clearance stand_offset"
+         " walk_arrived_distance carry_height placed_height_tolerance kicked_height_above_rest kicked_hand_height"
+         " held_seconds task_obs_noise_std", NON_NEGATIVE),
+        ("walk_target_speed kicked_speed handle_half_size near_xy_sq success_distance density_scale", POSITIVE),
+        ("held_threshold", UNIT), ("reward_weights", NON_NEGATIVE),
+    ],
+    TeamCarryEnvConfig: [
+        ("team_size_range", span(at_least(1))), ("start_distance_range", span(NON_NEGATIVE)),
+        ("start_circle_radius park_spacing dropped_tilt sticky_distance cooperation_distance", POSITIVE),
+        ("dropped_height lift_height", NON_NEGATIVE),
+    ],
+}
 
-    if cfg.reset_mode not in RESET_MODES:
-        fail(f"reset_mode must be one of {', '.join(RESET_MODES)}, got {cfg.reset_mode!r}")
-    if not 0.0 <= cfg.reference_reset_prob <= 1.0:
-        fail(f"reference_reset_prob must lie in [0, 1], got {cfg.reference_reset_prob}")
-    if not cfg.episode_length_s > 0:
-        fail(f"episode_length_s must be positive, got {cfg.episode_length_s}")
-    if cfg.amp_history < 1:
-        fail(f"amp_history must be at least 1, got {cfg.amp_history}")
-    unknown = [b for b in cfg.contact_bodies if b not in hum.BODY_NAMES]
-    if unknown:
-        fail(f"contact_bodies has unknown bodies {unknown}; bodies are {', '.join(hum.BODY_NAMES)}")
-    if isinstance(cfg, CarryEnvConfig):
-        for name in ("box_distance_range", "box_direction_range", "box_yaw_range", "target_distance_range",
-                     "target_direction_range", "target_yaw_range"):
-            lo_hi = getattr(cfg, name)
-            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
-                fail(f"{name} must be [low, high] with low <= high, got {lo_hi}")
-        if isinstance(cfg, TeamCarryEnvConfig):
-            for name in ("team_size_range", "start_distance_range"):
-                lo_hi = getattr(cfg, name)
-                least = 1 if name == "team_size_range" else 0
-                if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1] or lo_hi[0] < least:
-                    fail(f"{name} must be [low, high] with {least} <= low <= high, got {lo_hi}")
-            if cfg.start_circle_radius is not None and not cfg.start_circle_radius > 0:
-                fail(f"start_circle_radius must be positive or null, got {cfg.start_circle_radius}")
+
+def validate_humanoid_config(cfg: HumanoidEnvConfig, where: str = "task.env") -> None:
+    """Refuse settings that cannot work, naming the key (run when the env is built and by `coohoi` at composition)."""
+    for cls, rules in ENV_RULES.items():
+        if isinstance(cfg, cls):
+            check_ranges(cfg, where, rules, EnvConfigError)
+    if isinstance(cfg, CarryEnvConfig) and set(cfg.reward_weights) != set(REWARD_TERMS):
         missing = [t for t in REWARD_TERMS if t not in cfg.reward_weights]
         extra = [t for t in cfg.reward_weights if t not in REWARD_TERMS]
-        if missing or extra:
-            fail(f"reward_weights must name exactly the terms {', '.join(REWARD_TERMS)} (missing {missing}, unknown {extra})")
+        raise EnvConfigError(f"{where}.reward_weights must name exactly the terms {', '.join(REWARD_TERMS)} "
+                             f"(missing {missing}, unknown {extra})")
 
 
 def resolve_dataset_path(path: str) -> Path:
