@@ -416,7 +416,10 @@ class TrainingSession:
 
 
 def _print_cpu_adjustments(cfg: DictConfig) -> None:
-    applied = cfg.train.get("cpu_applied") or {}
+    """Print, once per run, what train.cpu_overrides changed that this run's learner uses (the other learner's
+    section is changed too, but nothing reads it)."""
+    other = {"ppo": "td3.", "td3": "ppo."}.get(str(cfg.train.algo), "")
+    applied = {k: v for k, v in (cfg.train.get("cpu_applied") or {}).items() if not (other and k.startswith(other))}
     if applied:
         changes = ", ".join(f"{k}={OmegaConf.to_container(v) if OmegaConf.is_config(v) else v}"
                             for k, v in applied.items())

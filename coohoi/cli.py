@@ -384,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    try:
+        import mujoco  # noqa: F401  (it checks MUJOCO_GL when it loads)
+    except RuntimeError as exc:  # MUJOCO_GL names no backend
+        print(f"coohoi {command}: {_one_line(exc)} (MUJOCO_GL=egl or osmesa renders headless)", file=sys.stderr)
+        return EXIT_USAGE
     from coohoi.render import RenderError
 
     overrides = rest

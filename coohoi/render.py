@@ -1,14 +1,20 @@
-"""Offscreen rendering of humanoid states: kinematic playback of clips now, policy playback later.
+"""Offscreen rendering of humanoid states: kinematic playback of clips, and worlds of a running env with markers and a
+text overlay (`coohoi render`); the check that a window can open for the interactive viewer (`coohoi play`).
 
 The OpenGL backend is chosen here rather than by MUJOCO_GL at `import mujoco` time (mujoco is imported long before
-anyone renders): MUJOCO_GL if it names one, else EGL, then OSMesa. On a headless Debian machine EGL needs
-`apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri` (OSMesa: `libosmesa6`).
+anyone renders): MUJOCO_GL if set (a name that is no backend is refused), else EGL, then OSMesa. On a headless
+Debian machine EGL needs `apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri` (OSMesa: `libosmesa6`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
+import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import mujoco
@@ -31,6 +37,10 @@ HEADLIGHT_AMBIENT = 0.35
 HEADLIGHT_DIFFUSE = 0.5
 VIDEO_SUFFIXES = (".mp4", ".gif", ".mkv", ".avi")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Text overlay: font height as a fraction of the image height (at least OVERLAY_MIN_FONT px), on a dark box.
+OVERLAY_FONT_FRACTION = 1 / 24
+OVERLAY_MIN_FONT = 8
+OVERLAY_BOX_RGBA = (0, 0, 0, 150)
 
 
 class RenderError(RuntimeError):
@@ -50,19 +60,120 @@ def _context_class(backend: str):
 
 
 def make_gl_context(width: int, height: int, backend: str | None = None):
-    """An offscreen OpenGL context from the first backend that loads; returns (context, backend name)."""
+    """An offscreen OpenGL context from the first backend that loads; returns (context, backend name). A MUJOCO_GL
+    that names no backend is refused rather than ignored: the user asked for something that cannot happen."""
     requested = backend or os.environ.get("MUJOCO_GL", "").strip().lower()
-    candidates = [requested] if requested in HEADLESS_BACKENDS + ("glfw",) else list(HEADLESS_BACKENDS)
+    if requested and requested not in HEADLESS_BACKENDS + ("glfw",):
+        raise RenderError(f"MUJOCO_GL={requested!r} names no OpenGL backend: use MUJOCO_GL=egl or osmesa (headless), "
+                          f"or glfw with a display. On Debian/Ubuntu: {APT_HINT}")
     errors = []
-    for name in candidates:
+    for name in [requested] if requested else HEADLESS_BACKENDS:
         try:
             context = _context_class(name)(width, height)
             context.make_current()
             return context, name
         except Exception as exc:  # missing library, no display, wrong PyOpenGL platform: try the next one
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
-    raise RenderError("no OpenGL backend could be loaded for offscreen rendering (" + "; ".join(errors) +
-                      f"). On Debian/Ubuntu: {APT_HINT}")
+    detail = " ".join("; ".join(errors).split())  # one line: library errors can span several
+    raise RenderError(f"no OpenGL backend could be loaded for offscreen rendering ({detail}). On Debian/Ubuntu: "
+                      f"{APT_HINT}")
+
+
+def require_window(hint: str) -> None:
+    """Fail at once, with `hint`, where no window can open: mujoco.viewer.launch_passive opens its window in a
+    thread and waits forever for one that failed to open."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise RenderError(f"no display for a window (DISPLAY is not set): {hint}")
+    try:
+        import glfw
+
+        with warnings.catch_warnings():  # pyglfw reports GLFW errors as warnings
+            warnings.simplefilter("ignore")
+            window = None
+            if glfw.init():
+                glfw.window_hint(glfw.VISIBLE, glfw.FALSE)
+                window = glfw.create_window(16, 16, "coohoi", None, None)
+                if window:
+                    glfw.destroy_window(window)
+            glfw.terminate()
+    except Exception as exc:  # no GLFW library, or an error reported as an exception
+        raise RenderError(f"cannot open a window ({type(exc).__name__}: {exc}): {hint}") from exc
+    if not window:
+        display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        raise RenderError(f"cannot open an OpenGL window on display {display!r}: {hint}")
+
+
+_X_ERROR_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_x_error_handlers = []  # installed handlers stay referenced: Xlib keeps calling them
+
+
+def route_x_errors(on_error) -> bool:
+    """Send X errors to on_error() instead of Xlib's default handler, which ends the process (exit code 1 and a
+    message on stderr) when a window is destroyed under the viewer's renderer (xdotool windowclose, some window
+    managers). on_error runs on whichever thread hit the error and must only set a flag. False without libX11."""
+    name = ctypes.util.find_library("X11")
+    if not sys.platform.startswith("linux") or name is None:
+        return False
+    x11 = ctypes.CDLL(name)
+
+    def report(display, event) -> int:
+        on_error()
+        return 0
+
+    handler = _X_ERROR_HANDLER(report)
+    x11.XSetErrorHandler.argtypes, x11.XSetErrorHandler.restype = [_X_ERROR_HANDLER], ctypes.c_void_p
+    x11.XSetErrorHandler(handler)
+    _x_error_handlers.append(handler)
+    return True
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A decorative geom drawn into a scene (a target, a handle): MuJoCo geom type, size, position, rotation."""
+
+    type: int
+    size: tuple
+    pos: tuple
+    rgba: tuple
+    quat: tuple = (1.0, 0.0, 0.0, 0.0)  # w, x, y, z
+
+
+def add_markers(scene: mujoco.MjvScene, markers) -> None:
+    """Append markers to a scene after mjv_updateScene (or to the viewer's user_scn); those beyond maxgeom are
+    dropped."""
+    mat = np.zeros(9)
+    for m in markers:
+        if scene.ngeom >= scene.maxgeom:
+            break
+        mujoco.mju_quat2Mat(mat, np.asarray(m.quat, dtype=np.float64))
+        mujoco.mjv_initGeom(scene.geoms[scene.ngeom], int(m.type), np.asarray(m.size, dtype=np.float64),
+                            np.asarray(m.pos, dtype=np.float64), mat, np.asarray(m.rgba, dtype=np.float32))
+        scene.ngeom += 1
+
+
+@lru_cache(maxsize=8)
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow < 10.1 or without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_overlay(frame: np.ndarray, text: str) -> np.ndarray:
+    """The frame [H, W, 3] uint8 with `text` (may span lines) in its top-left corner, white on a dark box."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image, "RGBA")
+    size = max(OVERLAY_MIN_FONT, round(frame.shape[0] * OVERLAY_FONT_FRACTION))
+    pad = max(2, size // 3)
+    font = _font(size)
+    _, _, right, bottom = draw.multiline_textbbox((pad, pad), text, font=font)
+    draw.rectangle((0, 0, right + pad, bottom + pad), fill=OVERLAY_BOX_RGBA)
+    draw.multiline_text((pad, pad), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
 
 
 @dataclass
@@ -120,19 +231,9 @@ class HumanoidRenderer:
         """RGB image [H, W, 3] uint8; with segmentation, an int array [H, W] of geom ids (-1 = background)."""
         if qpos is not None:
             self.set_state(qpos)
-        root = self.data.qpos[self.scene.qpos_start[0]:self.scene.qpos_start[0] + 3]
-        (camera or TrackingCamera()).apply(self._camera, root)
-        self._gl.make_current()
-        self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = segmentation
-        self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = segmentation
-        mujoco.mjv_updateScene(self.model, self.data, self._option, None, self._camera,
-                               mujoco.mjtCatBit.mjCAT_ALL, self._scene)
-        mujoco.mjr_render(self._rect, self._scene, self._context)
-        rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        mujoco.mjr_readPixels(rgb, None, self._rect, self._context)
-        rgb = np.flipud(rgb)
+        rgb = self._draw(self.model, self.data, camera or TrackingCamera(), segmentation)
         if not segmentation:
-            return rgb.copy()
+            return rgb
         ids = rgb[..., 0].astype(np.int64) + (rgb[..., 1].astype(np.int64) << 8) + (rgb[..., 2].astype(np.int64) << 16)
         geom_of = np.full(self._scene.ngeom + 1, -1, dtype=np.int64)
         for i in range(self._scene.ngeom):
@@ -140,6 +241,27 @@ class HumanoidRenderer:
             if g.objtype == mujoco.mjtObj.mjOBJ_GEOM:
                 geom_of[g.segid + 1] = g.objid
         return geom_of[np.clip(ids, 0, self._scene.ngeom)]
+
+    def render_world(self, model: mujoco.MjModel, data: mujoco.MjData, camera: TrackingCamera | None = None,
+                     markers=()) -> np.ndarray:
+        """RGB image [H, W, 3] uint8 of one world of a running env, from its own model (per-world object sizes) and
+        data (kinematics computed), with markers drawn in; in this renderer's lighting."""
+        model.vis.headlight.ambient[:] = self.model.vis.headlight.ambient
+        model.vis.headlight.diffuse[:] = self.model.vis.headlight.diffuse
+        return self._draw(model, data, camera or TrackingCamera(), markers=markers)
+
+    def _draw(self, model, data, camera: TrackingCamera, segmentation: bool = False, markers=()) -> np.ndarray:
+        root = data.qpos[self.scene.qpos_start[0]:self.scene.qpos_start[0] + 3]
+        camera.apply(self._camera, root)
+        self._gl.make_current()
+        self._scene.flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = segmentation
+        self._scene.flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = segmentation
+        mujoco.mjv_updateScene(model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene)
+        add_markers(self._scene, markers)
+        mujoco.mjr_render(self._rect, self._scene, self._context)
+        rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        mujoco.mjr_readPixels(rgb, None, self._rect, self._context)
+        return np.flipud(rgb).copy()
 
     def humanoid_geom_ids(self, k: int = 0) -> np.ndarray:
         bodies = self.scene.body_ids[k]
@@ -175,25 +297,33 @@ def humanoid_qpos(scene: Scene, root_pos, root_quat, dof_pos, object_pos=None, o
     return qpos
 
 
+def video_writer(path: str | Path, fps: float):
+    """An imageio writer (append_data(frame), a context manager) for a video: .mp4 via imageio-ffmpeg, or .gif."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise RenderError(f"{path}: unknown video type {suffix!r}; use one of {', '.join(VIDEO_SUFFIXES)}")
+    if suffix == ".gif":
+        return imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0)
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError as exc:
+        raise RenderError("writing video needs imageio-ffmpeg: pip install imageio-ffmpeg") from exc
+    return imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=8)
+
+
 def write_frames(path: str | Path, frames, fps: float) -> None:
     """Frames (iterable of [H, W, 3] uint8) to a video (.mp4 via imageio-ffmpeg, .gif) or, one frame, an image."""
     import imageio.v2 as imageio
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         imageio.imwrite(path, next(iter(frames)))
         return
-    if suffix not in VIDEO_SUFFIXES:
-        raise RenderError(f"{path}: unknown output type {suffix!r}; use one of {VIDEO_SUFFIXES + IMAGE_SUFFIXES}")
-    if suffix == ".gif":
-        writer = imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0)
-    else:
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError as exc:
-            raise RenderError("writing video needs imageio-ffmpeg: pip install imageio-ffmpeg") from exc
-        writer = imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=8)
-    with writer:
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise RenderError(f"{path}: unknown output type {path.suffix!r}; use one of {VIDEO_SUFFIXES + IMAGE_SUFFIXES}")
+    with video_writer(path, fps) as writer:
         for frame in frames:
             writer.append_data(frame)
