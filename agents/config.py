@@ -308,7 +308,8 @@ TRAIN_RULES = [
 WANDB_MODES = ("offline", "online", "disabled")
 # The command sections of the composed config: name -> (dataclass, range rules).
 COMMAND_SECTIONS = {
-    "play": (PlayConfig, [("policy", one_of(PLAY_POLICIES)), ("steps", at_least(1)), ("env", NON_NEGATIVE)]),
+    "play": (PlayConfig, [("policy", one_of(PLAY_POLICIES)), ("steps", at_least(1)), ("env", NON_NEGATIVE),
+                          ("speed", POSITIVE)]),
     "render": (RenderConfig, [("seconds", POSITIVE), ("width height", at_least(16)),
                               ("envs", (lambda v: len(v) > 0 and min(v) >= 0, "a non-empty list of indices >= 0")),
                               ("follow", one_of(RENDER_FOLLOW)), ("policy", one_of(PLAY_POLICIES))]),
