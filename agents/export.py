@@ -47,7 +47,7 @@ class ExportError(ValueError):
 def parity_observations(actor, n: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(PARITY_SEED)
     noise = torch.randn(n, actor.num_obs, generator=generator)
-    return actor.obs_mean + PARITY_SPREAD * actor.obs_std * noise
+    return (actor.obs_mean + PARITY_SPREAD * actor.obs_std * noise).to(torch.float32)
 
 
 def export_files(policy, env, stem: Path, settings: ExportConfig, run_cfg: DictConfig) -> dict:
