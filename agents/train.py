@@ -153,7 +153,6 @@ def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs:
         "vec_env": vec_env,
         "num_actors": num_rows,
         "device": str(device),
-        "device_name": str(device),  # the player's name for it
         "ppo": True,
         "mixed_precision": False,
         "normalize_input": p.normalize_input,

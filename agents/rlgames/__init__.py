@@ -1,4 +1,5 @@
-"""coohoi's AMP agent on rl-games: registration of the agent, player, model and network builder.
+"""coohoi's AMP agent on rl-games: registration of the agent, model and network builder. Trained policies play
+back without rl-games (coohoi.agents.policy).
 
     from coohoi.agents.rlgames import make_runner
     runner = make_runner()          # an rl_games.torch_runner.Runner that knows algo/model/network "coohoi_amp"
@@ -11,7 +12,6 @@ from rl_games.torch_runner import Runner
 
 from coohoi.agents.rlgames.agent import AMPAgent
 from coohoi.agents.rlgames.network import AMPBuilder, ModelAMPContinuous
-from coohoi.agents.rlgames.player import AMPPlayer
 
 AMP_NAME = "coohoi_amp"  # the name of the algo, model and network in rl-games configs
 
@@ -25,8 +25,7 @@ def make_runner(algo_observer=None) -> Runner:
     register_networks()
     runner = Runner(algo_observer)
     runner.algo_factory.register_builder(AMP_NAME, lambda **kwargs: AMPAgent(**kwargs))
-    runner.player_factory.register_builder(AMP_NAME, lambda **kwargs: AMPPlayer(**kwargs))
     return runner
 
 
-__all__ = ["AMP_NAME", "AMPAgent", "AMPBuilder", "AMPPlayer", "ModelAMPContinuous", "make_runner", "register_networks"]
+__all__ = ["AMP_NAME", "AMPAgent", "AMPBuilder", "ModelAMPContinuous", "make_runner", "register_networks"]
