@@ -258,14 +258,13 @@ class ExportConfig:
 class EvalCommandConfig:
     """`coohoi eval`: N episodes with fixed seeds, both published metric sets as JSON, a CSV row per episode."""
 
-    episodes: int = 64
+    episodes: int = 64  # played engine.num_envs at a time, each from a fresh start
     seed: int = 0  # round r of engine.num_envs episodes resets the env with seed + r
     out: str | None = None  # folder for metrics.json and episodes.csv; None: runs/eval/<task>_<policy file stem>
     policy: str = "checkpoint"  # checkpoint | zero
     deterministic: bool = True
-    # Shorthands for task settings (null: the policy's own): the object, and a fixed team size (team tasks).
-    object_kind: str | None = None
-    team_size: int | None = None
+    object_kind: str | None = None  # shorthand for task.scene.object.kind (null: the policy's own)
+    team_size: int | None = None  # team tasks: a fixed team size, in a scene of exactly that many humanoids
     progress: bool = True  # a progress bar on stderr
 
 
