@@ -79,23 +79,26 @@ def first_episodes(env, act: Act, on_step: Callable[[int, int], None] | None = N
     return out
 
 
-def summarize(episodes: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Means over episodes ([E] each, as first_episodes gives): every metric over the episodes where it is finite,
-    faulted episodes left out; num_episodes (not faulted), faulted, and full_episode_rate."""
+def episode_means(episodes: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str, int], int, int]:
+    """Over episodes ([E] each, as first_episodes gives), faulted episodes left out: each metric's mean over the
+    episodes where it is finite and their number (`full`, 1 or 0, is a metric like the others), then the number of
+    episodes counted and of faulted ones."""
     faulted = episodes["faulted"].nan_to_num(0.0) > 0
     counted = ~faulted & ~torch.isnan(episodes["faulted"])
-    keys = [k for k in episodes if k not in ("faulted", "full")]
+    keys = [k for k in episodes if k != "faulted"]
     stacked = torch.stack([episodes[k] for k in keys])  # [metrics, E]
     valid = counted & torch.isfinite(stacked)
     sums = torch.where(valid, stacked, torch.zeros_like(stacked)).sum(dim=1)
-    counts = valid.sum(dim=1)
-    totals = torch.stack((sums, counts.to(sums.dtype))).tolist()  # one host transfer
-    out = {k: s / c for k, s, c in zip(keys, totals[0], totals[1]) if c > 0}
-    num = float(counted.sum())
-    out["num_episodes"] = num
-    out["faulted"] = float(faulted.sum())
-    out["full_episode_rate"] = float((episodes["full"].nan_to_num(0.0) > 0)[counted].sum()) / num if num else 0.0
-    return out
+    totals, counts = torch.stack((sums, valid.sum(dim=1).to(sums.dtype))).tolist()  # one host transfer
+    means = {k: t / c for k, t, c in zip(keys, totals, counts) if c > 0}
+    return means, {k: int(c) for k, c in zip(keys, counts)}, int(counted.sum()), int(faulted.sum())
+
+
+def summarize(episodes: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The means of episode_means, with num_episodes (not faulted), faulted and full_episode_rate."""
+    means, _, num, faulted = episode_means(episodes)
+    full = means.pop("full", 0.0)
+    return {**means, "num_episodes": float(num), "faulted": float(faulted), "full_episode_rate": full}
 
 
 def evaluate(env, act: Act) -> dict[str, float]:
@@ -112,7 +115,8 @@ def baselines(env, noise_std: torch.Tensor, generator: torch.Generator | None = 
 
 
 # ---- `coohoi eval` ------------------------------------------------------------------------------------------------
-# The published metric sets (reference §8) by the env's metric names; a task without a metric reports it as null.
+# The published metric sets (reference §8) by the env's metric names (full_episode_rate: first_episodes' `full`); a
+# task without a metric reports it as null.
 METRIC_SETS = {
     "coohoi": ("success_rate", "precision_cm", "completion_time_s"),
     "teamhoi": ("sticky_success_rate", "final_distance_xy_m", "cooperation_fraction", "jerk_mps3"),
@@ -120,6 +124,7 @@ METRIC_SETS = {
                 "placed_rate", "load_imbalance"),
 }
 PROGRESS_WIDTH = 30
+EPISODE_COLUMNS = ("episode", "round", "seed", "env")  # episodes.csv: who each episode was, then its metrics
 
 
 class ProgressBar:
@@ -128,7 +133,7 @@ class ProgressBar:
     def __init__(self, total: int, stream):
         self.total, self.stream, self.shown = total, stream, -1
 
-    def __call__(self, done: int, _total: int | None = None) -> None:
+    def __call__(self, done: int) -> None:
         if done != self.shown:
             filled = PROGRESS_WIDTH * done // max(1, self.total)
             self.stream.write(f"\r[{'#' * filled}{'.' * (PROGRESS_WIDTH - filled)}] {done}/{self.total} episodes")
@@ -150,49 +155,36 @@ def eval_overrides(settings) -> list[str]:
     return extra
 
 
-def run_episodes(env, act, episodes: int, seed: int, progress=None) -> tuple[list[dict[str, float]], list[str]]:
+def run_episodes(env, act, episodes: int, seed: int, progress=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`episodes` episodes, engine.num_envs at a time: round r re-seeds the env with seed + r and plays one episode
-    per environment from a fresh start (first_episodes). progress(episodes done, episodes) is called as they end.
-    Returns one row per episode and the metric names."""
-    rows: list[dict[str, float]] = []
+    per environment from a fresh start (first_episodes); progress(episodes done) is called as they end. Returns
+    each episode's EPISODE_COLUMNS [E, 4] and its metrics ({name: [E]})."""
+    ids, parts = [], []
     rounds = -(-episodes // env.num_envs)
     for r in range(rounds):
         env.seed(seed + r)
-        base = len(rows)
-        on_step = None if progress is None else (lambda _step, done: progress(min(episodes, base + done), episodes))
-        result = first_episodes(env, act, on_step)
-        keys = list(result)
-        columns = torch.stack([result[k] for k in keys]).T.tolist()  # [num_envs, metrics], one transfer
-        for i, values in enumerate(columns[:episodes - base]):
-            rows.append({"episode": base + i, "round": r, "seed": seed + r, "env": i, **dict(zip(keys, values))})
+        base, take = r * env.num_envs, min(env.num_envs, episodes - r * env.num_envs)
+        on_step = None if progress is None else (lambda _step, done: progress(min(episodes, base + done)))
+        parts.append({k: v[:take] for k, v in first_episodes(env, act, on_step).items()})
+        index = torch.arange(take)
+        ids.append(torch.stack((base + index, torch.full_like(index, r), torch.full_like(index, seed + r), index), 1))
         if progress is not None:
-            progress(len(rows), episodes)
-    return rows, keys
+            progress(base + take)
+    return torch.cat(ids), {k: torch.cat([part[k].cpu() for part in parts]) for k in parts[0]}
 
 
-def _finite_mean(values: list[float]) -> tuple[float | None, int]:
-    good = [v for v in values if v == v and abs(v) != float("inf")]
-    return (sum(good) / len(good) if good else None), len(good)
-
-
-def metric_report(rows: list[dict[str, float]], keys: list[str]) -> dict:
+def metric_report(episodes: dict[str, torch.Tensor]) -> dict:
     """Both published metric sets and ours, as means over the episodes where each applies (faulted episodes left
     out), with the number of episodes behind each."""
-    counted = [r for r in rows if not r.get("faulted", 0) > 0]
+    means, counts, _, faulted = episode_means(episodes)
     report: dict = {}
     for group, names in METRIC_SETS.items():
         report[group] = {}
         for name in names:
-            if name == "full_episode_rate":
-                values = [float(r["full"] > 0) for r in counted]
-            elif name in keys:
-                values = [r[name] for r in counted]
-            else:
-                report[group][name] = {"mean": None, "episodes": 0, "note": "not measured by this task"}
-                continue
-            mean, n = _finite_mean(values)
-            report[group][name] = {"mean": mean, "episodes": n}
-    report["faulted_episodes"] = len(rows) - len(counted)
+            key = "full" if name == "full_episode_rate" else name
+            report[group][name] = ({"mean": means.get(key), "episodes": counts[key]} if key in counts else
+                                   {"mean": None, "episodes": 0, "note": "not measured by this task"})
+    report["faulted_episodes"] = faulted
     return report
 
 
@@ -217,34 +209,36 @@ def evaluate_command(cfg, overrides: list[str] = ()) -> int:
 
     from coohoi.agents.config import section_config
     from coohoi.agents.play import policy_and_env
+    from coohoi.agents.policy import apply_overrides
 
     settings = section_config("eval", cfg.eval)
     extra = eval_overrides(settings)
-    if extra:
-        from coohoi.agents.policy import apply_overrides
-
-        cfg = apply_overrides(cfg, extra)
-    cfg, env, act, policy = policy_and_env(cfg, [*overrides, *extra], settings.policy, settings.deterministic)
-    name = Path(policy.source).stem if policy is not None else "zero_action"
-    out = Path(settings.out) if settings.out else Path(str(cfg.output_dir)) / "eval" / f"{cfg.task.name}_{name}"
+    cfg, env, act, policy = policy_and_env(apply_overrides(cfg, extra), [*overrides, *extra], settings.policy,
+                                           settings.deterministic)
+    if settings.out:
+        out = Path(settings.out)
+    elif policy is not None:  # beside the policy: runs/<experiment>/nn/last_eval_<task>/
+        out = Path(policy.source).parent / f"{Path(policy.source).stem}_eval_{cfg.task.name}"
+    else:
+        out = Path(str(cfg.output_dir)) / "eval" / f"zero_action_{cfg.task.name}"
     progress = ProgressBar(int(settings.episodes), sys.stderr) if settings.progress else None
-    rows, keys = run_episodes(env, act, int(settings.episodes), int(settings.seed), progress)
+    ids, episodes = run_episodes(env, act, int(settings.episodes), int(settings.seed), progress)
     if progress is not None:
         progress.close()
-    report = metric_report(rows, keys)
+    report = metric_report(episodes)
     summary = {"policy": policy.source if policy else "zero action", "kind": policy.kind if policy else "zero",
                "task": str(cfg.task.name), "engine": str(cfg.engine.name), "num_envs": env.num_envs,
-               "num_agents": env.num_agents, "episodes": len(rows), "seed": int(settings.seed),
+               "num_agents": env.num_agents, "episodes": len(ids), "seed": int(settings.seed),
                "deterministic": bool(settings.deterministic), **report}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     with (out / "episodes.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(f)
+        writer.writerow([*EPISODE_COLUMNS, *episodes])
+        writer.writerows([*i, *v] for i, v in zip(ids.tolist(), torch.stack(list(episodes.values()), 1).tolist()))
     title = (f"coohoi eval: {summary['policy']} on {summary['task']} ({summary['engine']}, {env.num_agents} agent"
-             f"{'s' if env.num_agents > 1 else ''}), {len(rows)} episodes, seeds {settings.seed}.."
-             f"{settings.seed + rows[-1]['round']}")
+             f"{'s' if env.num_agents > 1 else ''}), {len(ids)} episodes, seeds {settings.seed}.."
+             f"{int(ids[-1, 2])}")
     print(format_report(report, title), flush=True)
     print(f"wrote {out / 'metrics.json'} and {out / 'episodes.csv'}", flush=True)
     return 0

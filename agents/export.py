@@ -8,7 +8,8 @@ Both files hold the same computation as coohoi.agents.policy.DeployedActor: obse
 clamped to [-1, 1] ([batch, num_actions]). The env turns an action into PD targets as `offset + scale * action`;
 the metadata (also embedded in the ONNX file's metadata_props under "coohoi") says so with the numbers: observation
 layout per group, action scale and offset, joint and body order, PD gains and torque limits, control period,
-quaternion convention, and the config and commit the policy came from.
+quaternion convention, the commits of training and export, and the config the policy runs with (its training run's
+task and training settings, the export command line's task.* settings on top).
 
 The export checks itself before anything is written where you asked: onnxruntime and TorchScript must give the
 same actions as torch on `export.parity_samples` random observations (spread around the normaliser's statistics)
@@ -29,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from coohoi.agents.checkpoint import CheckpointError, source_commit
 from coohoi.agents.config import ExportConfig, section_config
-from coohoi.agents.policy import METADATA_SUFFIX, ONNX_SUFFIX, check_compatible, load_policy, policy_run_config
+from coohoi.agents.policy import (METADATA_SUFFIX, ONNX_SUFFIX, check_compatible, load_policy, onnx_session,
+                                  policy_run_config)
 
 FORMAT = "coohoi-policy"
 FORMAT_VERSION = 1
@@ -50,16 +52,33 @@ def parity_observations(actor, n: int) -> torch.Tensor:
     return (actor.obs_mean + PARITY_SPREAD * actor.obs_std * noise).to(torch.float32)
 
 
-def export_files(policy, env, stem: Path, settings: ExportConfig, run_cfg: DictConfig) -> dict:
-    """Write <stem>.onnx, <stem>.pt and <stem>.json for a checkpoint policy, after checking their parity with torch.
-    Returns the metadata written."""
+def _write_graphs(actor, obs: torch.Tensor, folder: Path, opset: int) -> tuple[Path, Path, dict[str, float]]:
+    """Write the actor as ONNX and TorchScript into folder; returns both paths and each one's largest action
+    difference from torch on obs."""
     import onnx
-    import onnxruntime as ort
+
+    onnx_path, script_path = folder / f"p{ONNX_SUFFIX}", folder / f"p{TORCHSCRIPT_SUFFIX}"
+    with warnings.catch_warnings():  # torch deprecates both writers in favour of torch.export; both still work
+        warnings.simplefilter("ignore")
+        torch.onnx.export(actor, (obs[:1],), str(onnx_path), input_names=["obs"], output_names=["actions"],
+                          dynamic_axes={"obs": {0: "batch"}, "actions": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+        torch.jit.trace(actor, (obs[:1],)).save(str(script_path))
+    onnx.checker.check_model(onnx.load(str(onnx_path)))
+    with torch.no_grad():
+        expected, scripted = actor(obs), torch.jit.load(str(script_path))(obs)
+    exported = torch.from_numpy(onnx_session(onnx_path).run(None, {"obs": obs.numpy()})[0])
+    diffs = {"onnxruntime": float((exported - expected).abs().max()),
+             "torchscript": float((scripted - expected).abs().max())}
+    return onnx_path, script_path, diffs
+
+
+def export_files(policy, env, stem: Path, settings: ExportConfig, run_cfg: DictConfig) -> dict:
+    """Write <stem>.onnx, <stem>.pt and <stem>.json for a checkpoint policy, after checking their parity with torch
+    (a failure leaves nothing behind, not even the folders it made). Returns the metadata written."""
+    import onnx
 
     actor = policy.actor.to("cpu").eval()
-    obs = parity_observations(actor, settings.parity_samples)
-    with torch.no_grad():
-        expected = actor(obs)
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "task": policy.metadata.get("task"), "algo": policy.metadata.get("algo", "ppo"),
@@ -71,41 +90,31 @@ def export_files(policy, env, stem: Path, settings: ExportConfig, run_cfg: DictC
                    "epoch": policy.metadata.get("epoch")},
         "config": OmegaConf.to_container(run_cfg, resolve=True),
     }
+    created = [folder for folder in (stem.parent, *stem.parent.parents) if not folder.exists()]  # deepest first
     stem.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=stem.parent, prefix=f".{stem.name}.export") as tmp:
-        tmp_onnx, tmp_ts = Path(tmp) / f"p{ONNX_SUFFIX}", Path(tmp) / f"p{TORCHSCRIPT_SUFFIX}"
-        with warnings.catch_warnings():  # torch deprecates both writers in favour of torch.export; both still work
-            warnings.simplefilter("ignore")
-            torch.onnx.export(actor, (obs[:1],), str(tmp_onnx), input_names=["obs"], output_names=["actions"],
-                              dynamic_axes={"obs": {0: "batch"}, "actions": {0: "batch"}},
-                              opset_version=int(settings.opset), dynamo=False)
-            scripted = torch.jit.trace(actor, (obs[:1],))
-            scripted.save(str(tmp_ts))
-        onnx_model = onnx.load(str(tmp_onnx))
-        onnx.checker.check_model(onnx_model)
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(tmp_onnx), options, providers=["CPUExecutionProvider"])
-        got_onnx = torch.from_numpy(session.run(None, {"obs": obs.numpy()})[0])
-        with torch.no_grad():
-            got_ts = torch.jit.load(str(tmp_ts))(obs)
-        diffs = {"onnxruntime": float((got_onnx - expected).abs().max()),
-                 "torchscript": float((got_ts - expected).abs().max())}
-        meta["parity"] = {"samples": int(settings.parity_samples), "tolerance": float(settings.parity_tolerance),
-                          "max_abs_diff": diffs}
-        bad = {k: v for k, v in diffs.items() if not v <= settings.parity_tolerance}
-        if bad:
-            raise ExportError(f"export of {policy.source!r} failed its parity check: largest action differences "
-                              f"{bad} exceed export.parity_tolerance={settings.parity_tolerance:g}; nothing written")
-
-        entry = onnx_model.metadata_props.add()
-        entry.key, entry.value = "coohoi", json.dumps(meta)
-        onnx.save(onnx_model, str(tmp_onnx))
-        tmp_json = Path(tmp) / f"p{METADATA_SUFFIX}"
-        tmp_json.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        for src, suffix in ((tmp_onnx, ONNX_SUFFIX), (tmp_ts, TORCHSCRIPT_SUFFIX), (tmp_json, METADATA_SUFFIX)):
-            os.replace(src, stem.with_name(stem.name + suffix))
+    try:
+        with tempfile.TemporaryDirectory(dir=stem.parent, prefix=f".{stem.name}.export") as tmp:
+            onnx_path, script_path, diffs = _write_graphs(
+                actor, parity_observations(actor, settings.parity_samples), Path(tmp), int(settings.opset))
+            meta["parity"] = {"samples": int(settings.parity_samples), "tolerance": float(settings.parity_tolerance),
+                              "max_abs_diff": diffs}
+            bad = {k: v for k, v in diffs.items() if not v <= settings.parity_tolerance}
+            if bad:
+                raise ExportError(f"export of {policy.source!r} failed its parity check: largest action differences "
+                                  f"{bad} exceed export.parity_tolerance={settings.parity_tolerance:g}; nothing written")
+            model = onnx.load(str(onnx_path))
+            entry = model.metadata_props.add()
+            entry.key, entry.value = "coohoi", json.dumps(meta)
+            onnx.save(model, str(onnx_path))
+            json_path = Path(tmp) / f"p{METADATA_SUFFIX}"
+            json_path.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+            for src, suffix in ((onnx_path, ONNX_SUFFIX), (script_path, TORCHSCRIPT_SUFFIX),
+                                (json_path, METADATA_SUFFIX)):
+                os.replace(src, stem.with_name(stem.name + suffix))
+    except BaseException:
+        for folder in created:
+            folder.rmdir()
+        raise
     return meta
 
 
@@ -120,8 +129,8 @@ def export(cfg: DictConfig, overrides: list[str] = ()) -> int:
         raise CheckpointError(f"{cfg.checkpoint!r} is already an exported policy; export takes a .pth checkpoint")
     policy = load_policy(cfg.checkpoint)
     run_cfg = policy_run_config(cfg, list(overrides), policy)
-    run_cfg = OmegaConf.merge(run_cfg, {"engine": {"num_envs": 1, "name": "mujoco", "device": "cpu"}})
-    env = make_env(run_cfg)  # the metadata describes the env the policy was trained for
+    # The metadata describes the env the policy was trained for; one world on the CPU engine builds it.
+    env = make_env(OmegaConf.merge(run_cfg, {"engine": {"num_envs": 1, "name": "mujoco", "device": "cpu"}}))
     check_compatible(policy, env)
     source = Path(policy.source)
     stem = Path(settings.out) if settings.out else source.with_suffix("")

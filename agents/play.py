@@ -92,9 +92,9 @@ def policy_and_env(cfg: DictConfig, overrides: list[str], policy_kind: str = "ch
     except ConfigError as exc:
         if policy is None or policy.config is None:
             raise
-        raise ConfigError(f"{str(exc).splitlines()[0]} (in the task settings of the run that trained "
-                          f"{policy.source}, written by an older coohoi: task={cfg.task.name} takes this version's "
-                          f"settings of the task)") from None
+        raise ConfigError(f"{str(exc).splitlines()[0]} (the task settings are those of the run that trained "
+                          f"{policy.source}, with the command line's on top; a run of an older coohoi may hold "
+                          f"settings this version lacks: task={cfg.task.name} takes this version's settings)") from None
     if policy is None:
         return cfg, env, zero_action(env), None
     check_compatible(policy, env)

@@ -84,31 +84,27 @@ def actor_from_checkpoint(path: str | Path, state: dict) -> tuple[DeployedActor,
     """A checkpoint's actor (PPO: rl-games' actor MLP and mean head; TD3: its tanh actor) with its observation
     normaliser folded in, and the PPO policy's log-std [num_actions] (None for TD3, whose noise is training's)."""
     meta = state.get("coohoi", {})
-    model = {k.removeprefix("_orig_mod."): v.detach().cpu() for k, v in state["model"].items()
-             if isinstance(v, torch.Tensor)} if meta.get("algo") != "td3" else state["model"]
     try:
         if meta.get("algo") == "td3":
-            actor = {k: v.detach().cpu() for k, v in model["actor"].items()}
-            layers = _indexed_layers(actor, "net.")
-            if meta.get("obs_normalization", True):
-                norm = model["obs_norm"]
-                mean, std = norm["mean"], torch.sqrt(norm["var"] + NORMALISER_EPS)
-            else:
-                mean, std = torch.zeros(layers[0].in_features), torch.ones(layers[0].in_features)
-            return DeployedActor(layers, meta["activation"], mean, std, NORMALISER_CLIP, squash=True), None
-        layers = _indexed_layers(model, "a2c_network.actor_mlp.") + [
-            _linear(model["a2c_network.mu.weight"], model["a2c_network.mu.bias"])]
-        if "running_mean_std.running_mean" in model:
-            mean = model["running_mean_std.running_mean"]
-            # rl-games' normaliser: (x - mean) / sqrt(var + eps), clipped, with our normaliser's eps and clip
-            std = torch.sqrt(model["running_mean_std.running_var"].double() + NORMALISER_EPS)
-            clip = NORMALISER_CLIP
+            layers = _indexed_layers({k: v.detach().cpu() for k, v in state["model"]["actor"].items()}, "net.")
+            norm = state["model"]["obs_norm"] if meta.get("obs_normalization", True) else None
+            log_std, squash, activation = None, True, meta["activation"]
         else:
-            mean, std, clip = torch.zeros(layers[0].in_features), torch.ones(layers[0].in_features), float("inf")
-        actor = DeployedActor(layers, meta.get("activation", "relu"), mean, std, clip, squash=False)
-        return actor, model.get("a2c_network.sigma")
+            model = {k.removeprefix("_orig_mod."): v.detach().cpu() for k, v in state["model"].items()}
+            layers = _indexed_layers(model, "a2c_network.actor_mlp.") + [
+                _linear(model["a2c_network.mu.weight"], model["a2c_network.mu.bias"])]
+            # rl-games' normaliser is ours: (x - mean) / sqrt(var + eps), clipped, with the same eps and clip
+            norm = ({"mean": model["running_mean_std.running_mean"], "var": model["running_mean_std.running_var"]}
+                    if "running_mean_std.running_mean" in model else None)
+            log_std, squash, activation = model.get("a2c_network.sigma"), False, meta.get("activation", "relu")
     except KeyError as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} has no actor weights {exc} (not a coohoi checkpoint)") from exc
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks {exc} (not a coohoi checkpoint)") from exc
+    size = layers[0].in_features
+    if norm is None:
+        mean, std, clip = torch.zeros(size), torch.ones(size), float("inf")
+    else:
+        mean, std, clip = norm["mean"], torch.sqrt(norm["var"].double() + NORMALISER_EPS), NORMALISER_CLIP
+    return DeployedActor(layers, activation, mean, std, clip, squash), log_std
 
 
 def stored_run_config(path: str | Path, state: dict | None = None) -> DictConfig | None:
@@ -122,10 +118,10 @@ def stored_run_config(path: str | Path, state: dict | None = None) -> DictConfig
 
 
 # What a policy's environment must match, compared key by key (check_compatible): the policy observation's layout,
-# the action's size, scale, offset and clamp, the joint order, the PD gains and the control period.
+# the action's size, scale, offset and clamp, the joint order, the PD gains and torque limits, the control period.
 COMPATIBILITY_KEYS = (("observation", "groups", "policy"), ("action", "size"), ("action", "scale"),
                       ("action", "offset"), ("action", "clip"), ("joints",), ("pd", "kp"), ("pd", "kd"),
-                      ("control", "policy_dt"))
+                      ("pd", "torque_limit"), ("control", "policy_dt"))
 COMPAT_TOLERANCE = 1e-6
 
 
@@ -247,19 +243,27 @@ def _load_onnx(path: Path) -> Policy:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"policy metadata {str(meta_file)!r} is not valid JSON: {exc}") from exc
+    session = onnx_session(path)
     try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise CheckpointError("onnxruntime is not installed: pip install onnxruntime") from exc
+        sizes = {"num_obs": int(meta["observation"]["policy_size"]), "num_actions": int(meta["action"]["size"])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"policy metadata {str(meta_file)!r} lacks the observation or action size "
+                              f"({exc}); it was not written by coohoi export") from exc
+    config = OmegaConf.create(meta["config"]) if meta.get("config") else None
+    return Policy(str(path), "onnx", {**sizes, **meta}, config, session=session)
+
+
+def onnx_session(path: str | Path):
+    """An onnxruntime session on the CPU with one thread (small MLPs: the fastest, and results do not depend on the
+    thread count); a file it cannot read raises CheckpointError."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # small MLPs: one thread is fastest, and results do not depend on the count
+    options.intra_op_num_threads = 1
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for a broken file
         raise CheckpointError(f"policy {str(path)!r} cannot be read by onnxruntime: {exc}") from exc
-    config = OmegaConf.create(meta["config"]) if meta.get("config") else None
-    flat = {"num_obs": meta["observation"]["policy_size"], "num_actions": meta["action"]["size"], **meta}
-    return Policy(str(path), "onnx", flat, config, session=session)
 
 
 def apply_overrides(base: DictConfig, overrides: list[str], sections: tuple[str, ...] = ("task", "train")
@@ -301,5 +305,4 @@ def policy_run_config(cfg: DictConfig, overrides: list[str], policy: Policy) -> 
 
 
 __all__ = ["DeployedActor", "Policy", "actor_from_checkpoint", "apply_overrides", "check_compatible", "load_policy",
-           "metadata_path",
-           "policy_run_config", "stored_run_config"]
+           "metadata_path", "onnx_session", "policy_run_config", "stored_run_config"]

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from coohoi.agents.adapter import RLGAMES_ENV_NAME, RlGamesVecEnv, register_rlgames_env
 from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_provenance  # noqa: F401  (CheckpointError: re-exported)
 from coohoi.agents.config import TrainConfig, train_config
 from coohoi.agents.curriculum import AssistCurriculum
@@ -112,10 +111,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_rlgames_params(cfg: DictConfig, vec_env: RlGamesVecEnv, *, max_epochs: int | None = None,
+def build_rlgames_params(cfg: DictConfig, vec_env, *, max_epochs: int | None = None,
                          network: dict | None = None) -> dict:
     """The rl-games params dict (algo, model, network, config) for the AMP agent on this env. `network` overrides
     the network sizes (mlp_units, disc_units, activation), e.g. with those a checkpoint was trained with."""
+    from coohoi.agents.adapter import RLGAMES_ENV_NAME
+
     env = vec_env.env
     t = train_config(cfg.train)
     p, amp = t.ppo, t.amp
@@ -238,6 +239,8 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
     from coohoi.agents.rlgames import AMP_NAME, make_runner
 
     central = t.ppo.critic == "central"
+    from coohoi.agents.adapter import RlGamesVecEnv, register_rlgames_env  # rl-games loads only to train
+
     vec_env = RlGamesVecEnv(env, central_value=central)
     register_rlgames_env(lambda: env, central_value=central)
     phase1 = init_from_layout(t.init_from, env) if t.init_from else None

@@ -41,7 +41,7 @@ CFG_FLAGS = ("--cfg", "-c")  # hydra's spelling, optionally followed by job or a
 CFG_MODES = ("job", "all")
 GROUPS = {"task": "task.name", "engine": "engine.name", "train": "train.algo"}  # cfg/<group>/*.yaml: what each sets
 TASK_KEYS = ("name", "env_type", "scene", "env")
-POLICY_COMMANDS = ("play", "render", "eval")  # their --cfg shows the config of the policy's run
+POLICY_COMMANDS = ("play", "render", "export", "eval")  # they run a policy with the config of its own run
 
 
 class Command:
@@ -234,11 +234,27 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     return cfg
 
 
+def policy_task(command: str, overrides: list[str]) -> list[str]:
+    """The overrides to compose a policy command with: play, render, export and eval of a checkpoint run the task of
+    the run that trained it, so the command line's task.* settings are checked against that task's (when this
+    version has a task of its name; the run's own values apply later: run_config). task=NAME swaps the task."""
+    given = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[-1] for o in overrides}
+    if command not in POLICY_COMMANDS or "task" in given or not given.get("checkpoint"):
+        return overrides
+    from coohoi.agents.policy import load_policy
+
+    stored = load_policy(given["checkpoint"]).config
+    name = stored.task.get("name") if stored is not None and "task" in stored else None
+    if name and (Path(config_dir()) / "task" / f"{name}.yaml").is_file():
+        return [f"task={name}", *overrides]
+    return overrides
+
+
 def run_config(command: str, cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """The config a command runs with: for play, render and eval of a checkpoint, its run's task and training
-    settings with the command line's on top (coohoi.agents.policy.policy_run_config)."""
+    """The config a command runs with: for play, render, export and eval of a checkpoint, its run's task and
+    training settings with the command line's on top (coohoi.agents.policy.policy_run_config)."""
     section = cfg.get(command)
-    if command in POLICY_COMMANDS and cfg.get("checkpoint") and section.get("policy") == "checkpoint":
+    if command in POLICY_COMMANDS and cfg.get("checkpoint") and section.get("policy", "checkpoint") == "checkpoint":
         from coohoi.agents.policy import load_policy, policy_run_config
 
         return policy_run_config(cfg, overrides, load_policy(cfg.checkpoint))
@@ -397,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         if want_help:
             print(command_help(command, overrides))
             return 0
-        cfg = compose(overrides)
+        cfg = compose(policy_task(command, overrides))
         if want_cfg:
             print(OmegaConf.to_yaml(run_config(command, cfg, overrides)), end="")
             return 0

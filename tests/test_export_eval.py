@@ -155,3 +155,23 @@ def test_the_loaded_policy_acts_as_the_trained_ppo_agent_does(carry_run):
     agent.restore(str(carry_run), set_epoch=False)
     obs = torch.randn(32, 299, generator=torch.Generator().manual_seed(2)) * 3
     torch.testing.assert_close(policy.act(obs), agent.act(obs, True), rtol=0, atol=1e-6)
+
+
+def test_task_settings_on_the_command_line_apply_to_the_policy_s_own_task(carry_run, capsys):
+    """The default task is amp_locomotion; a carry policy's command line may still set carry settings, checked
+    against its own task, and they land on top of its run's settings."""
+    assert main(["eval", f"checkpoint={carry_run}", "task.env.box_distance_range=[1,3]", "--cfg"]) == 0
+    printed = capsys.readouterr().out
+    assert "name: carry_box" in printed and "box_distance_range:\n    - 1\n    - 3" in printed
+    assert main(["eval", f"checkpoint={carry_run}", "task.env.box_distnce_range=[1,3]", "--cfg"]) == 2
+    assert "box_distnce_range" in capsys.readouterr().err
+
+
+def test_playback_export_and_evaluation_never_load_rl_games():
+    import subprocess
+    import sys
+
+    code = ("import sys, coohoi.agents.play, coohoi.agents.export, coohoi.agents.evaluation, coohoi.agents.policy; "
+            "print([m for m in sys.modules if m.startswith('rl_games')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
