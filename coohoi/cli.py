@@ -252,8 +252,16 @@ def policy_task(command: str, overrides: list[str]) -> list[str]:
 
 def run_config(command: str, cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """The config a command runs with: for play, render, export and eval of a checkpoint, its run's task and
-    training settings with the command line's on top (coohoi.agents.policy.policy_run_config)."""
+    training settings with the command line's on top (coohoi.agents.policy.policy_run_config), and eval's
+    shorthands (eval.object_kind, eval.team_size) as the task settings they stand for."""
     section = cfg.get(command)
+    if command == "eval":
+        from coohoi.agents.config import section_config
+        from coohoi.agents.evaluation import eval_overrides
+        from coohoi.agents.policy import apply_overrides
+
+        extra = eval_overrides(section_config("eval", section))
+        cfg, overrides = apply_overrides(cfg, extra), [*overrides, *extra]
     if command in POLICY_COMMANDS and cfg.get("checkpoint") and section.get("policy", "checkpoint") == "checkpoint":
         from coohoi.agents.policy import load_policy, policy_run_config
 

@@ -175,3 +175,11 @@ def test_playback_export_and_evaluation_never_load_rl_games():
             "print([m for m in sys.modules if m.startswith('rl_games')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_eval_shorthands_show_in_the_config_as_the_task_settings_they_stand_for(capsys):
+    assert main(["eval", "task=team_carry_table", "eval.policy=zero", "eval.team_size=4",
+                 "eval.object_kind=round_table", "--cfg"]) == 0
+    printed = capsys.readouterr().out
+    assert "num_humanoids: 4" in printed and "team_size_range:\n    - 4\n    - 4" in printed
+    assert "kind: round_table" in printed
