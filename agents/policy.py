@@ -35,10 +35,10 @@ class DeployedActor(nn.Module):
     targets with the metadata's action offset and scale).
 
     It computes in float64 and rounds the actions to float32 once, at the end. In float32, onnxruntime and torch
-    sum the matrix products in different orders and their actions differ by ~1e-7; a standing humanoid amplifies
-    that into different episodes within a few hundred steps (measured: 2% of 128 evaluation episodes of the
-    phase-1 carry policy ended differently). In float64 the two differ by ~1e-16, below float32's resolution, so a
-    checkpoint and its ONNX export act, and evaluate, the same."""
+    sum the matrix products in different orders and their actions differ by ~1e-7; a balancing humanoid amplifies
+    that into different episodes within a few hundred steps (scripts/measure_export_parity.py: 93 of 128
+    evaluation episodes of the phase-1 carry policy ended at a different step). In float64 the two differ by
+    ~1e-16, below float32's resolution: none of the 128 did, so a checkpoint and its export evaluate the same."""
 
     def __init__(self, layers: list[nn.Linear], activation: str, obs_mean: torch.Tensor, obs_std: torch.Tensor,
                  obs_clip: float, squash: bool):
