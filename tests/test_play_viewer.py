@@ -31,6 +31,9 @@ EXIT_TIMEOUT_S = 10
 # The box a little ahead and the target just beyond it: all of it in the picture from the start.
 PLAY = ["play", "task=carry_box", "play.policy=zero", "engine.num_envs=2", "task.env.box_distance_range=[1.2,1.2]",
         "task.env.target_distance_range=[1.0,1.0]"]
+# A team of four at the rectangular table, on TeamHOI's circle around it.
+TEAM_PLAY = ["play", "task=team_carry_table", "play.policy=zero", "engine.num_envs=1", "task.scene.num_humanoids=4",
+             "task.env.team_size_range=[4,4]"]
 STEPS = 50  # single steps of the zero action: the humanoid sinks to its knees (it falls over at step 54)
 MIN_PIXELS = 1000  # the humanoid and the box each cover 3000-6000 pixels of the 682x512 window
 
@@ -99,10 +102,12 @@ class Player:
     def key(self, *keys: str, repeat: int = 1) -> None:
         self.xdotool("key", "--window", self.id, "--delay", "20", "--repeat", str(repeat), *keys)
 
-    def wait_for(self, line: str, count: int = 1) -> None:
-        """Until the player has printed `line` (a whole line) `count` times: the keys have been handled."""
+    def wait_for(self, line: str, count: int = 1, prefix: bool = False) -> None:
+        """Until the player has printed `line` (a whole line, or the start of one) `count` times: the keys have been
+        handled."""
         deadline = time.monotonic() + KEY_TIMEOUT_S
-        while sum(x.strip() == line for x in self.lines) < count:
+        printed = (lambda x: x.strip().startswith(line)) if prefix else (lambda x: x.strip() == line)
+        while sum(map(printed, self.lines)) < count:
             assert time.monotonic() < deadline and self.proc.poll() is None, (
                 f"no {line!r}; stdout: {''.join(self.lines)} stderr: {''.join(self.err)}")
             time.sleep(0.05)
@@ -220,10 +225,23 @@ def test_viewer_plays_pauses_steps_resets_switches_and_closes_like_a_person_woul
         player.kill()
 
 
-def test_ctrl_c_ends_the_viewer_cleanly(xdisplay):
-    player = Player(xdisplay, PLAY)
+def test_a_team_plays_in_the_viewer_and_ctrl_c_ends_it_cleanly(xdisplay):
+    """Four humanoids and the table in one world: the table, the humanoids and every agent's markers are in the
+    picture; Ctrl-C ends the process with exit code 0."""
+    from coohoi.config import ObjectConfig
+
+    human, _ = _scene_colours()
+    scene = build_scene(SceneConfig(object=ObjectConfig(kind="table")))
+    table_rgb = scene.model.geom_rgba[scene.object_geom_ids[0], :3]
+    player = Player(xdisplay, TEAM_PLAY)
     try:
         player.window()
+        player.key("Return")  # pause: a still frame
+        player.wait_for("paused at step", prefix=True)
+        shot = player.screenshot()
+        assert _near_colour(shot, table_rgb).sum() > MIN_PIXELS, "the table is not in the picture"
+        assert _near_colour(shot, human).sum() > 200, "no humanoid in the picture"
+        assert _markers(shot) > 400, "the standing points and the target are not drawn"
         player.proc.send_signal(signal.SIGINT)
         assert player.wait_exit() == 0, "".join(player.err)
         time.sleep(0.2)
