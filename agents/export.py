@@ -100,8 +100,9 @@ def export_files(policy, env, stem: Path, settings: ExportConfig, run_cfg: DictC
                               "max_abs_diff": diffs}
             bad = {k: v for k, v in diffs.items() if not v <= settings.parity_tolerance}
             if bad:
-                raise ExportError(f"export of {policy.source!r} failed its parity check: largest action differences "
-                                  f"{bad} exceed export.parity_tolerance={settings.parity_tolerance:g}; nothing written")
+                raise ExportError(f"export of {policy.source!r} failed its parity check: largest action "
+                                  f"differences {bad} exceed export.parity_tolerance="
+                                  f"{settings.parity_tolerance:g}; nothing written")
             model = onnx.load(str(onnx_path))
             entry = model.metadata_props.add()
             entry.key, entry.value = "coohoi", json.dumps(meta)

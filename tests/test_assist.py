@@ -3,7 +3,6 @@ that they vanish at the end of the curriculum and in evaluation."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
