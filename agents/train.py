@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_provenance  # noqa: F401  (re-exported)
+from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_provenance
 from coohoi.agents.config import TrainConfig, train_config
 from coohoi.agents.curriculum import AssistCurriculum
 from coohoi.agents.evaluation import baselines, evaluate
