@@ -46,6 +46,7 @@ setup(
         "smplx>=0.1.28",
         "imageio>=2.30",
         "imageio-ffmpeg>=0.4",  # mp4 writing for `coohoi motion render` (ships its own ffmpeg binary)
+        "pillow>=10",  # `coohoi render`'s text overlay (and the viewer test's screenshots of an X display)
         "pyyaml",
         "scipy>=1.10",
         "wandb",  # optional logging (wandb.enabled=true), offline by default
