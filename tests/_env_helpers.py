@@ -10,6 +10,7 @@ import torch
 from coohoi import humanoid as hum
 from coohoi.cli import compose
 from coohoi.motion.clip import MotionClip
+from coohoi.motion.importers.cleanup import ground_clip
 from coohoi.rotations import quat_from_euler_xyz
 
 CLIP_FPS = 30.0
@@ -33,7 +34,8 @@ def synthetic_clip(name: str, frames: int = 60, speed: float = 1.0, turn_rate: f
             i = hum.DOF_OFFSETS[g]
             sign = -1.0 if "elbow" in hum.DOF_NAMES[i] else 1.0
             dof[:, i] = sign * (0.5 + 0.3 * np.sin(4.0 * t + i))
-    return MotionClip(fps=CLIP_FPS, root_pos=root_pos, root_quat=root_quat, dof_pos=dof, loop=False, name=name)
+    clip = MotionClip(fps=CLIP_FPS, root_pos=root_pos, root_quat=root_quat, dof_pos=dof, loop=False, name=name)
+    return ground_clip(clip)[0]  # feet on the floor, as every imported clip: reference starts are then not lifted
 
 
 def write_dataset(folder: Path) -> Path:

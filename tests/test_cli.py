@@ -95,7 +95,7 @@ def test_cfg_of_a_checkpoint_shows_the_config_it_will_run_with(command, trained,
                                   ["motion", "info", "-h"], ["motion", "list", "--help"], ["motion", "show", "--help"],
                                   ["motion", "render", "--help"], ["motion", "import", "--help"],
                                   ["motion", "import", "ase", "--help"], ["motion", "import", "amass", "--help"],
-                                  ["motion", "import", "bvh", "--help"]])
+                                  ["motion", "import", "bvh", "--help"], ["motion", "check", "--help"]])
 def test_motion_help_and_each_subcommand_help_exit_zero(argv, capsys):
     assert main(argv) == 0
     assert "usage: coohoi motion" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip, MotionFormatError
 from coohoi.motion.importers.amass import SMPL_JOINT_NAMES, import_amass, load_amass
 from coohoi.motion.importers.ase import import_ase
+from coohoi.motion.importers.cleanup import ImportSettings
 from coohoi.motion.importers.bvh import BvhJoint, import_bvh, parse_bvh, write_bvh
 from coohoi.motion.importers.retarget import (MARKERS, RetargetConfig, _points, foot_lowest_z, our_points_rest,
                                               retarget)
@@ -147,7 +148,7 @@ def test_ase_import_round_trip(tmp_path, is_local):
     clip = _clip()
     path = tmp_path / "walk.npy"
     np.save(path, _ase_dict(clip, is_local), allow_pickle=True)
-    out = import_ase(path)
+    out, _ = import_ase(path, settings=ImportSettings(ground="none"))  # the clip's own height, as written
     assert out.fps == 30 and out.num_frames == clip.num_frames and out.name == "walk"
     # float32 in the file: agreement to float32 precision, in angles and in body positions.
     assert np.abs(out.dof_pos - clip.dof_pos).max() < 1e-4
@@ -198,7 +199,7 @@ def test_ase_refuses_malformed_files(tmp_path):
         d["rotation"]["arr"][3, 4, 1] = np.nan
     attempt(nan, "NaN")
     attempt(lambda d: d.update(fps=-5), "fps")
-    attempt(lambda d: d["skeleton_tree"].update(node_names=["a"] * 15), "skeleton bodies")
+    attempt(lambda d: d["skeleton_tree"].update(node_names=["a"] * 15), "skeleton lacks bodies")
     attempt(lambda d: d.update(__name__="SkeletonState"), "SkeletonState")
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(MotionFormatError, match="junk.npy"):

@@ -25,7 +25,7 @@ def test_import_bvh_with_resampling(tmp_path, capsys):
     clip = sinusoid_clip(duration=0.5)
     _write_bvh(tmp_path / "m.bvh", clip)
     out = tmp_path / "m.npz"
-    assert coohoi_main(["motion", "import", "bvh", str(tmp_path / "m.bvh"), "--out", str(out), "--fps", "15",
+    assert coohoi_main(["motion", "import", "bvh", str(tmp_path / "m.bvh"), "--out", str(out), "--resample-fps", "15",
                         "--iterations", "60"]) == 0
     loaded = MotionClip.load(out)
     assert loaded.fps == 15 and loaded.num_frames == 8

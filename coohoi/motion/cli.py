@@ -1,18 +1,27 @@
-"""`coohoi motion ...`: generate, inspect, import, show and render reference motions.
+"""`coohoi motion ...`: generate, inspect, check, import, show and render reference motions.
 
     coohoi motion generate [--out-dir DIR]                      write the shipped synthetic clips and dataset.yaml
     coohoi motion info CLIP                                     frames, rate, duration, ranges
     coohoi motion list                                          the shipped clips
+    coohoi motion check [CLIP|DATASET.yaml ...]                 quality table; exit 1 when a clip fails a check
     coohoi motion show CLIP [--speed S] [--once]                play in the MuJoCo viewer (needs a display)
     coohoi motion render CLIP --out clip.mp4|frame.png [--fps --width --height --camera track|fixed
                                                         --camera-distance ... --time]
-    coohoi motion import ase IN.npy --out OUT.npz [--loop]
-    coohoi motion import amass IN.npz --model-dir DIR --out OUT.npz [retarget options]
-    coohoi motion import bvh IN.bvh --out OUT.npz [--up y|z] [retarget options]
+    coohoi motion import ase IN.npy|DIR --out OUT.npz|DIR [--loop] [clean-up options]
+    coohoi motion import amass IN.npz|DIR --model-dir DIR --out OUT.npz|DIR [retarget options] [clean-up options]
+    coohoi motion import bvh IN.bvh|DIR --out OUT.npz|DIR [--up y|z] [--joint-map MAP.yaml] [retarget options]
+                                                        [clean-up options]
 
-CLIP is a clip file (.npz) or the name of a shipped clip (assets/motions/, e.g. `coohoi motion show idle`).
-Retarget options: --scale (source units to metres; default: match our height), --ground clip|frame|none,
---match directions|positions, --iterations, --fps (resample the source before retargeting).
+CLIP is a clip file (.npz) or the name of a shipped clip (assets/motions/, e.g. `coohoi motion show idle`);
+`check` with no CLIP checks every shipped clip.
+Clean-up options (every importer; coohoi.motion.importers.cleanup): --fps (the data's frame rate, overriding the
+file's), --trim START END (frames, or seconds as 0.5s), --ground clip|frame|none, --no-trim-tpose, --keep-repeats,
+--max-dof-speed RAD_PER_S, --filter-speed (filter speed spikes instead of refusing the clip).
+Retarget options: --scale (source units to metres; default: match our height), --match directions|positions,
+--iterations, --resample-fps (resample the source before retargeting).
+IN may be a folder: every file of the format in it (ase *.npy, amass *.npz, bvh *.bvh) is imported into the folder
+--out, with a dataset.yaml listing the clips (--weights equal, or by duration); a file that fails is reported and
+the rest still import (exit 1 at the end).
 Rendering runs headless with EGL or OSMesa (MUJOCO_GL=egl|osmesa picks one).
 """
 
@@ -29,6 +38,9 @@ from coohoi.motion.clip import MotionClip, MotionFormatError
 ASE_OFFSET_WARNING = 0.01  # metres between the file's skeleton and ours before `import ase` warns
 CLIP_SUFFIX = ".npz"
 CLIP_HELP = "a clip file (.npz) or a shipped clip's name (`coohoi motion list`)"
+IMPORT_SUFFIX = {"ase": ".npy", "amass": ".npz", "bvh": ".bvh"}  # the files a folder import picks up
+DATASET_FILE = "dataset.yaml"  # written by a folder import, in the format of assets/motions/dataset.yaml
+DATASET_SUFFIXES = (".yaml", ".yml")  # `check` takes a dataset and checks its clips
 
 
 class UnknownClipError(ValueError):
@@ -69,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the shipped clips", description="The shipped clips, usable by name as CLIP.")
 
+    check = sub.add_parser("check", help="check the quality of clips",
+                           description="Print the quality table of clips (coohoi.motion.quality) and exit 1 when a "
+                                       "clip fails a check (named after the table).")
+    check.add_argument("clips", nargs="*", metavar="CLIP",
+                       help=CLIP_HELP + ", or a dataset .yaml (its clips); none: every shipped clip")
+
     show = sub.add_parser("show", help="play a clip in the MuJoCo viewer",
                           description="Play a clip in the interactive MuJoCo viewer (needs a display).")
     show.add_argument("clip", help=CLIP_HELP)
@@ -95,54 +113,140 @@ def _parser() -> argparse.ArgumentParser:
     isub = imp.add_subparsers(dest="format", required=True)
     for fmt, help_text in (("ase", "ASE / CooHOI .npy motion"), ("amass", "AMASS .npz (SMPL-H / SMPL-X)"),
                            ("bvh", "BVH (CMU-style)")):
-        p = isub.add_parser(fmt, help=help_text, description=f"Import {help_text} as a coohoi clip.")
-        p.add_argument("input")
-        p.add_argument("--out", required=True, help="output clip .npz")
+        p = isub.add_parser(fmt, help=help_text, description=f"Import {help_text} as a coohoi clip; IN may be a "
+                            f"folder: every *{IMPORT_SUFFIX[fmt]} in it, into the folder --out, with a {DATASET_FILE}.")
+        p.add_argument("input", metavar="IN", help=f"a {IMPORT_SUFFIX[fmt]} file or a folder of them")
+        p.add_argument("--out", required=True, help="output clip .npz (a folder when IN is one)")
         p.add_argument("--loop", action="store_true", help="mark the clip as looping")
-        p.add_argument("--name", default=None)
+        p.add_argument("--name", default=None, help="the clip's name (one file only; default: the file's)")
+        p.add_argument("--weights", choices=("equal", "duration"), default="equal",
+                       help="folder import: dataset weights, 1 per clip or the clip's duration in seconds")
+        p.add_argument("--fps", type=float, default=None, help="the data's frame rate, overriding the file's")
+        p.add_argument("--trim", nargs=2, default=("0", "0"), metavar=("START", "END"),
+                       help="cut at the start and the end: frames (12) or seconds (0.5s)")
+        p.add_argument("--ground", choices=("clip", "frame", "none"), default="clip",
+                       help="put the clip's lowest foot point on the floor (clip), that of every frame, or neither")
+        p.add_argument("--no-trim-tpose", action="store_true", help="keep a T-pose (calibration) start")
+        p.add_argument("--keep-repeats", action="store_true", help="keep every frame even where each is stored twice")
+        p.add_argument("--max-dof-speed", type=float, default=None, help="rad/s refused (default: the clean-up's)")
+        p.add_argument("--filter-speed", action="store_true", help="filter DoF speed spikes instead of refusing")
         if fmt == "ase":
             continue
         p.add_argument("--scale", type=float, default=None, help="source units to metres (default: match height)")
-        p.add_argument("--ground", choices=("clip", "frame", "none"), default="clip")
         p.add_argument("--match", choices=("directions", "positions"), default="directions",
                        help="fit bone directions (keeps joint angles) or joint positions (keeps hand/foot places)")
         p.add_argument("--iterations", type=int, default=200)
-        p.add_argument("--fps", type=float, default=None, help="resample the source to this rate first")
+        p.add_argument("--resample-fps", type=float, default=None, help="resample the source to this rate first")
         if fmt == "amass":
             p.add_argument("--model-dir", required=True, help="folder (or file) of the SMPL-H / SMPL-X model")
         if fmt == "bvh":
             p.add_argument("--up", choices=("y", "z"), default="y", help="up axis of the file (CMU: y)")
+            p.add_argument("--joint-map", default=None, metavar="MAP.yaml",
+                           help="our retarget points to the file's joint names (default: CMU and common names)")
     return parser
 
 
-def _import(args) -> int:
+def _import_file(args, path: Path, out: Path, name: str | None, settings, joint_map) -> MotionClip:
+    """Import one file with the command's options, save it, print what was done (fit, the clean-up's notes)."""
     from coohoi.motion.importers.retarget import RetargetConfig
 
     if args.format == "ase":
         from coohoi.motion.importers.ase import import_ase, skeleton_offset_error
 
-        clip, stats = import_ase(args.input, loop=args.loop, name=args.name), {}
-        mismatch = skeleton_offset_error(args.input)
+        clip, stats = import_ase(path, loop=args.loop, name=name, settings=settings)
+        mismatch = skeleton_offset_error(path)
         if mismatch > ASE_OFFSET_WARNING:
-            print(f"warning: {args.input}: body offsets differ from our model's by up to {100 * mismatch:.1f} cm; "
+            print(f"warning: {path}: body offsets differ from our model's by up to {100 * mismatch:.1f} cm; "
                   "joint angles are kept, so limb positions will differ", file=sys.stderr)
     else:
-        cfg = RetargetConfig(scale=args.scale, ground=args.ground, iterations=args.iterations, resample_fps=args.fps,
-                             match=args.match)
+        cfg = RetargetConfig(scale=args.scale, ground=args.ground, iterations=args.iterations,
+                             resample_fps=args.resample_fps, match=args.match)
         if args.format == "amass":
             from coohoi.motion.importers.amass import import_amass
 
-            clip, stats = import_amass(args.input, args.model_dir, cfg, loop=args.loop, name=args.name)
+            clip, stats = import_amass(path, args.model_dir, cfg, loop=args.loop, name=name, settings=settings)
         else:
             from coohoi.motion.importers.bvh import import_bvh
 
-            clip, stats = import_bvh(args.input, up_axis=args.up, retarget_cfg=cfg, loop=args.loop, name=args.name)
-    clip.save(args.out)
+            clip, stats = import_bvh(path, up_axis=args.up, retarget_cfg=cfg, joint_map=joint_map, loop=args.loop,
+                                     name=name, settings=settings)
+    clip.save(out)
     fit = (f", scale {stats['scale']:.4f}, fit error: positions mean {100 * stats['mean_error']:.1f} cm "
            f"max {100 * stats['max_error']:.1f} cm, bone directions mean {stats['mean_angle_error_deg']:.1f} deg "
-           f"max {stats['max_angle_error_deg']:.1f} deg") if stats else ""
-    print(f"wrote {args.out}: {clip.num_frames} frames at {clip.fps:g} fps ({clip.duration:.2f} s){fit}")
+           f"max {stats['max_angle_error_deg']:.1f} deg") if "scale" in stats else ""
+    print(f"wrote {out}: {clip.num_frames} frames at {clip.fps:g} fps ({clip.duration:.2f} s){fit}")
+    for note in stats.get("notes", []):
+        print(f"  {note}")
+    return clip
+
+
+def _import(args) -> int:
+    from coohoi.motion.importers.cleanup import ImportSettings
+
+    settings = ImportSettings(fps=args.fps, ground=args.ground, trim=tuple(args.trim),
+                              trim_tpose=not args.no_trim_tpose, collapse_repeats=not args.keep_repeats,
+                              max_dof_speed=args.max_dof_speed, filter_speed=args.filter_speed)
+    joint_map = None
+    if getattr(args, "joint_map", None):
+        from coohoi.motion.importers.bvh import load_joint_map
+
+        joint_map = load_joint_map(args.joint_map)
+    source = Path(args.input).expanduser()
+    if not source.is_dir():
+        _import_file(args, source, Path(args.out), args.name, settings, joint_map)
+        return 0
+    if args.name:
+        raise ValueError("--name names one clip; the clips of a folder take their files' names")
+    files = sorted(source.glob("*" + IMPORT_SUFFIX[args.format]))
+    if not files:
+        raise ValueError(f"{source}: no *{IMPORT_SUFFIX[args.format]} files to import as {args.format}")
+    out_dir = Path(args.out)
+    if out_dir.exists() and out_dir.resolve() == source.resolve() and IMPORT_SUFFIX[args.format] == CLIP_SUFFIX:
+        raise ValueError(f"{out_dir}: --out must not be the input folder (its .npz clips would overwrite the data)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, failed = [], []
+    for path in files:
+        try:
+            clip = _import_file(args, path, out_dir / (path.stem + CLIP_SUFFIX), None, settings, joint_map)
+            written.append((path.stem + CLIP_SUFFIX, clip))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the folder; it is reported
+            print(f"failed {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed.append(path.name)
+    if written:
+        dataset = out_dir / DATASET_FILE
+        weighting = "1 per clip" if args.weights == "equal" else "the clip's duration in seconds"
+        lines = [f"# Clips imported by `coohoi motion import {args.format}` from {source}; weights: {weighting}.",
+                 "clips:"]
+        lines += [f"  - {{file: {file}, weight: {1.0 if args.weights == 'equal' else round(clip.duration, 3)}}}"
+                  for file, clip in written]
+        dataset.write_text("\n".join(lines) + "\n")
+        print(f"wrote {dataset}: {len(written)} clip{'s' if len(written) != 1 else ''}, weights {weighting}")
+    if failed:
+        print(f"coohoi motion import: {len(failed)} of {len(files)} files failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _check(args) -> int:
+    """`coohoi motion check`: the quality table of the clips; 1 when any fails a check (each named)."""
+    from coohoi.motion.library import load_dataset
+    from coohoi.motion.quality import quality_table
+
+    clips = []
+    for arg in args.clips or list(shipped_clips()):
+        path = resolve_clip(arg)
+        if path.suffix in DATASET_SUFFIXES:
+            clips += load_dataset(path)[0]
+        else:
+            clips.append(MotionClip.load(path))
+    table, failures = quality_table(clips)
+    print(table)
+    failing = [(clip.name, failed) for clip, failed in zip(clips, failures) if failed]
+    for name, failed in failing:
+        print(f"FAIL {name}: {'; '.join(failed)}", file=sys.stderr)
+    print(f"{len(clips) - len(failing)} of {len(clips)} clip{'s' if len(clips) != 1 else ''} pass")
+    return 1 if failing else 0
 
 
 def _info(path: str) -> int:
@@ -178,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "import":
             return _import(args)
+        if args.command == "check":
+            return _check(args)
         if args.command == "show":
             from coohoi.motion.playback import show_clip
 

@@ -6,6 +6,7 @@ about y. These helpers are the one place that turns DoF angles into joint rotati
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import mujoco
@@ -47,8 +48,14 @@ def dof_to_joint_quats(dof_pos: torch.Tensor) -> torch.Tensor:
     return quat_from_euler_xyz(euler)
 
 
-def joint_quats_to_dof(joint_quats: torch.Tensor) -> torch.Tensor:
-    """Inverse of dof_to_joint_quats: 3-DoF groups by xyz Euler decomposition, 1-DoF groups by the twist about y."""
+def joint_quats_to_dof(joint_quats: torch.Tensor, continuous: bool = False,
+                       limits: torch.Tensor | None = None) -> torch.Tensor:
+    """Inverse of dof_to_joint_quats: 3-DoF groups by xyz Euler decomposition, 1-DoF groups by the twist about y.
+
+    Per frame on its own, angles are wrapped to (-pi, pi] and a 3-DoF group takes the solution with the y angle in
+    [-pi/2, pi/2]. `continuous=True` reads the first dimension as time and makes each joint's angles continuous
+    instead (see continuous_euler_dofs); `limits` [28, 2] (default: our joint ranges) choose among the equivalent
+    continuous solutions."""
     dofs = []
     for g, (_, _, axes) in enumerate(hum.JOINT_GROUPS):
         q = joint_quats[..., g, :]
@@ -56,8 +63,76 @@ def joint_quats_to_dof(joint_quats: torch.Tensor) -> torch.Tensor:
             dofs.append(quat_to_euler_xyz(q))
         else:
             dofs.append((2.0 * torch.atan2(q[..., 2], q[..., 0])).unsqueeze(-1))
-    dof = torch.cat(dofs, dim=-1)
-    return torch.atan2(torch.sin(dof), torch.cos(dof))  # wrap to (-pi, pi]
+    dof = _wrap(torch.cat(dofs, dim=-1))
+    if continuous:
+        dof = continuous_euler_dofs(dof, dof_limits().to(dof) if limits is None else limits.to(dof))
+    return dof
+
+
+def _wrap(x: torch.Tensor) -> torch.Tensor:
+    return torch.atan2(torch.sin(x), torch.cos(x))  # to (-pi, pi]
+
+
+def _flip(euler: torch.Tensor) -> torch.Tensor:
+    """The other xyz Euler solution of the same rotation: (a, b, c) -> (a + pi, pi - b, c + pi)."""
+    return torch.stack((euler[..., 0] + math.pi, math.pi - euler[..., 1], euler[..., 2] + math.pi), -1)
+
+
+def _unwrap(x: torch.Tensor) -> torch.Tensor:
+    """Angles [T, ...] made continuous along time: each step taken as its equivalent in (-pi, pi]."""
+    return torch.cat((x[:1], x[:1] + _wrap(x.diff(dim=0)).cumsum(0)))
+
+
+def continuous_euler_dofs(dof: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
+    """DoF angles [T, 28] (any per-frame solution) made continuous in time and fitted to `limits` [28, 2].
+
+    Per frame, each 3-DoF group takes whichever of its two Euler solutions, (a, b, c) or (a + pi, pi - b, c + pi),
+    is nearer the previous frame's choice, and every angle is unwrapped (2 pi multiples) toward the previous
+    frame. This is done cumulatively: a frame flips branch where the other solution is nearer the previous
+    frame's, and the running parity of the flips gives the continuous branch. Continuity leaves two equivalent
+    sequences per group (start on either solution) and 2 pi shifts per angle; the one with the least joint-limit
+    violation over the clip is kept (ties: the one nearer the rest pose)."""
+    dof = dof.to(torch.float64)
+    limits = limits.to(dof)
+    out = _unwrap(dof)  # 1-DoF groups need nothing more than unwrapping and a shift
+    lo, hi = limits[:, 0], limits[:, 1]
+    idx = _EULER_DOF_INDEX[[g for g, (_, _, axes) in enumerate(hum.JOINT_GROUPS) if len(axes) == 3]].to(dof.device)
+    e = dof[:, idx]  # [T, G, 3]
+    dist = lambda a, b: _wrap(a - b).norm(dim=-1)  # noqa: E731
+    flips = dist(e[1:], _flip(e[:-1])) < dist(e[1:], e[:-1])  # [T - 1, G]
+    parity = torch.cat((torch.zeros_like(flips[:1]), flips.long().cumsum(0).remainder(2).bool()))
+    branch = _unwrap(torch.where(parity[..., None], _flip(e), e))
+    candidates = torch.stack((branch, _flip(branch)))  # [2, T, G, 3], both continuous
+    shifts = torch.tensor([0.0, -2 * math.pi, 2 * math.pi], dtype=dof.dtype, device=dof.device)
+    shifted = candidates[None] + shifts[:, None, None, None, None]  # [3, 2, T, G, 3]
+    over = (torch.relu(shifted - hi[idx]) + torch.relu(lo[idx] - shifted)).sum(2)  # [3, 2, G, 3]
+    cost = over + _TIE_WEIGHT * shifted.abs().mean(2)
+    best_cost, best_shift = cost.min(0)  # per branch and angle [2, G, 3]
+    best_branch = best_cost.sum(-1).argmin(0)  # [G]
+    g = torch.arange(len(idx), device=dof.device)
+    euler = candidates[best_branch, :, g].transpose(0, 1)  # [T, G, 3]
+    euler = euler + shifts[best_shift[best_branch, g]]
+    out[:, idx.flatten()] = euler.flatten(1)
+    single = [hum.DOF_OFFSETS[g] for g, (_, _, axes) in enumerate(hum.JOINT_GROUPS) if len(axes) == 1]
+    x = out[:, single][None] + shifts[:, None, None]  # [3, T, S]
+    over = (torch.relu(x - hi[single]) + torch.relu(lo[single] - x)).sum(1) + _TIE_WEIGHT * x.abs().mean(1)
+    out[:, single] = x.gather(0, over.argmin(0)[None, None].expand(1, x.shape[1], -1))[0]
+    return out
+
+
+# Tie-break among equally valid solutions (rad): far below any joint-limit violation the cost should notice.
+_TIE_WEIGHT = 1e-6
+
+
+@lru_cache(maxsize=None)
+def _dof_limits_array() -> np.ndarray:
+    model = mujoco.MjModel.from_xml_path(str(hum.MJCF_PATH))
+    return np.array([model.jnt_range[model.joint(n).id] for n in hum.DOF_NAMES], dtype=np.float64)
+
+
+def dof_limits() -> torch.Tensor:
+    """Joint ranges [28, 2] in radians, in DoF order, from our MJCF."""
+    return torch.from_numpy(_dof_limits_array().copy())
 
 
 @lru_cache(maxsize=None)

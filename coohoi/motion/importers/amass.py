@@ -19,12 +19,14 @@ files (np.load(allow_pickle=True)) and skin the whole mesh, which joint position
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from coohoi.motion.clip import MotionClip, MotionFormatError, read_npz
+from coohoi.motion.importers.cleanup import ImportSettings, finish_clip
 from coohoi.motion.importers.retarget import RetargetConfig, retarget
 from coohoi.motion.importers.safe_load import restricted_loads
 
@@ -182,14 +184,28 @@ def body_joints(motion: dict, model_file: Path) -> np.ndarray:
 
 
 def import_amass(path: str | Path, model_path: str | Path, retarget_cfg: RetargetConfig | None = None,
-                 loop: bool = False, name: str | None = None) -> tuple[MotionClip, dict]:
-    """Convert an AMASS `.npz` to our clip; returns the clip and the retarget fit statistics."""
+                 loop: bool = False, name: str | None = None, settings: ImportSettings | None = None
+                 ) -> tuple[MotionClip, dict]:
+    """Convert an AMASS `.npz` to our clip, finished by cleanup.finish_clip; returns the clip and statistics (fit
+    errors, model_file, `notes`). `settings.fps` overrides the file's frame rate; without settings, grounding
+    follows retarget_cfg."""
     path = Path(path)
+    cfg = retarget_cfg or RetargetConfig()
+    settings = settings or ImportSettings(ground=cfg.ground)
     motion = load_amass(path)
+    fps, notes = motion["fps"], []
+    if settings.fps is not None:
+        if not settings.fps > 0:
+            raise ValueError(f"fps must be positive, got {settings.fps}")
+        fps = float(settings.fps)
+        notes.append(f"frame rate {fps:g} fps as given (the file says {motion['fps']:g})")
     model_file = find_model_file(model_path, motion["model_type"], motion["gender"])
     joints = body_joints(motion, model_file)
     points = {ours: joints[:, SMPL_JOINT_NAMES.index(smpl)] for ours, smpl in SMPL_TO_OURS.items()}
-    clip, stats = retarget(points, motion["fps"], retarget_cfg, name=name or path.stem, source=str(path))
+    clip, stats = retarget(points, fps, replace(cfg, ground=settings.ground), name=name or path.stem,
+                           source=str(path))
     clip.loop = loop
+    clip, finish_notes = finish_clip(clip, settings, str(path))
     stats["model_file"] = str(model_file)
+    stats["notes"] = notes + list(finish_notes)
     return clip, stats

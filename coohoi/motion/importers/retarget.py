@@ -4,8 +4,9 @@ The importers (AMASS, BVH) turn their data into world positions of source joints
 humanoid they correspond to (`TARGET_POINTS`: the 15 body origins, i.e. joint centres, plus toe and head markers).
 `retarget` then
 1. scales the source to our size (from leg and trunk length, unless a scale is given),
-2. solves our root pose and 28 DoFs for all frames at once (weighted least squares through our torch forward
-   kinematics, L-BFGS, with joint-limit, rest and smoothness terms) so that
+2. solves our root pose and 28 DoFs (weighted least squares through our torch forward kinematics, L-BFGS, with
+   joint-limit, rest and smoothness terms, the twist of hips and shoulders smoothed harder): first in short windows
+   in time order, each starting from the pose the last one ended in (continuity), then all frames at once, so that
    - `match="directions"` (default): our bones point where the source's bones point and our pelvis is at the
      scaled source pelvis. Bone directions do not depend on limb proportions, so a skeleton with longer arms or
      wider hips keeps its joint angles;
@@ -53,6 +54,15 @@ BONES: tuple[tuple[str, str], ...] = (
     ("left_thigh", "left_shin"), ("left_shin", "left_foot"), ("left_foot", "left_toe"),
 )
 ROOT_POSITION_WEIGHT = 1.0  # directions mode: metres of pelvis error weigh like radians of bone direction error
+# Twist DoFs (about the bone) of hips and shoulders: bone directions leave them undetermined when the knee or elbow
+# is straight, so they get their own, stronger smoothness (RetargetConfig.twist_smooth_weight).
+TWIST_DOFS: tuple[str, ...] = ("right_shoulder_z", "left_shoulder_z", "right_hip_z", "left_hip_z")
+# First pass of the solve: windows of this length, in time order, each starting from the pose the previous one
+# ended in (RetargetConfig.window_iterations). All frames starting from the rest pose instead let a limb in a pose
+# that two Euler branches reach (a straight arm over the head, raised sideways or forward) take one branch in some
+# frames and the other in the next: measured on a 120 fps straight-arm raise (tests/test_bvh_quirks.py), the
+# shoulder flipped 178 degrees in one frame.
+WINDOW_SECONDS = 0.1
 
 
 @dataclass
@@ -63,6 +73,8 @@ class RetargetConfig:
     iterations: int = 200  # L-BFGS iterations over the whole clip
     rest_weight: float = 1e-5  # pull of each DoF toward 0 (settles joints the points do not determine)
     smooth_weight: float = 1e-3  # penalty on DoF change between frames
+    twist_smooth_weight: float = 0.1  # the same for TWIST_DOFS (a straight limb's twist is otherwise free to jitter)
+    window_iterations: int = 30  # L-BFGS iterations per window of the first pass (WINDOW_SECONDS); 0: no first pass
     limit_weight: float = 10.0  # penalty on joint-limit violation (then clamped)
     resample_fps: float | None = None  # resample the source positions to this rate before solving
 
@@ -188,43 +200,61 @@ def retarget(points: dict[str, np.ndarray], fps: float, cfg: RetargetConfig | No
 
     fk = ForwardKinematics(dtype=dt)
     q_init = initial_root_quat(target)
-    root_pos = target["pelvis"].clone().requires_grad_(True)
-    root_rotvec = torch.zeros(t, 3, dtype=dt, requires_grad=True)
-    dof0 = torch.zeros(t, hum.NUM_DOFS, dtype=dt)
-    for joint, angle in INITIAL_BEND.items():
-        dof0[:, hum.DOF_NAMES.index(joint)] = angle
-    dof = dof0.requires_grad_(True)
     limits = torch.from_numpy(_dof_limits())
+    twist = torch.tensor([n in TWIST_DOFS for n in hum.DOF_NAMES])
+    smooth = torch.where(twist, cfg.twist_smooth_weight, cfg.smooth_weight).to(dt)
 
-    def pose():
-        root_quat = quat_mul(quat_from_exp_map(root_rotvec), q_init)
-        return root_quat, fk(root_pos, root_quat, dof)
+    def solve(frames: slice, init: list[torch.Tensor], iterations: int, anchor: torch.Tensor | None = None):
+        """L-BFGS over the root pose and DoFs of `frames`, from `init`; `anchor` is the DoFs of the frame before."""
+        root_pos, root_rotvec, dof = (x[frames].detach().clone().requires_grad_(True) for x in init)
+        tgt = {k: v[frames] for k, v in target.items()}
+        dirs = {k: v[frames] for k, v in target_dirs.items()}
+        q0 = q_init[frames]
 
-    def loss_fn():
-        _, (body_pos, body_quat) = pose()
-        ours = _points(body_pos, body_quat)
-        if cfg.match == "positions":
-            fit = sum(weights[k] * ((ours[k] - target[k]) ** 2).sum() for k in target)
-        else:
-            fit = ROOT_POSITION_WEIGHT * ((ours["pelvis"] - target["pelvis"]) ** 2).sum()
-            fit = fit + sum(weights[b] * ((normalize(ours[b] - ours[a]) - target_dirs[(a, b)]) ** 2).sum()
-                            for a, b in bones)
-        over = torch.relu(dof - limits[:, 1]) + torch.relu(limits[:, 0] - dof)
-        reg = cfg.rest_weight * (dof ** 2).sum() + cfg.limit_weight * (over ** 2).sum()
-        reg = reg + cfg.smooth_weight * ((dof[1:] - dof[:-1]) ** 2).sum()
-        return (fit + reg) / t
+        def loss_fn():
+            body_pos, body_quat = fk(root_pos, quat_mul(quat_from_exp_map(root_rotvec), q0), dof)
+            ours = _points(body_pos, body_quat)
+            if cfg.match == "positions":
+                fit = sum(weights[k] * ((ours[k] - tgt[k]) ** 2).sum() for k in tgt)
+            else:
+                fit = ROOT_POSITION_WEIGHT * ((ours["pelvis"] - tgt["pelvis"]) ** 2).sum()
+                fit = fit + sum(weights[b] * ((normalize(ours[b] - ours[a]) - dirs[(a, b)]) ** 2).sum()
+                                for a, b in bones)
+            over = torch.relu(dof - limits[:, 1]) + torch.relu(limits[:, 0] - dof)
+            reg = cfg.rest_weight * (dof ** 2).sum() + cfg.limit_weight * (over ** 2).sum()
+            path = dof if anchor is None else torch.cat((anchor[None], dof))
+            reg = reg + (smooth * (path[1:] - path[:-1]) ** 2).sum()
+            return (fit + reg) / t
 
-    optimizer = torch.optim.LBFGS([root_pos, root_rotvec, dof], lr=1.0, max_iter=cfg.iterations,
-                                  tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20,
-                                  line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS([root_pos, root_rotvec, dof], lr=1.0, max_iter=iterations,
+                                      tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20,
+                                      line_search_fn="strong_wolfe")
 
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
+        def closure():
+            optimizer.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
 
-    optimizer.step(closure)
+        optimizer.step(closure)
+        for x, solved in zip(init, (root_pos, root_rotvec, dof)):
+            x[frames] = solved.detach()
+
+    dof = torch.zeros(t, hum.NUM_DOFS, dtype=dt)
+    for joint, angle in INITIAL_BEND.items():
+        dof[:, hum.DOF_NAMES.index(joint)] = angle
+    state = [target["pelvis"].clone(), torch.zeros(t, 3, dtype=dt), dof]
+    # Pass 1: windows in time order, each starting from the previous window's last pose, so the solution follows
+    # the motion continuously. Pass 2: the whole clip, refined from there.
+    window = max(2, int(round(WINDOW_SECONDS * fps)))
+    if cfg.window_iterations > 0:
+        for start in range(0, t, window):
+            if start:
+                for x in state[1:]:
+                    x[start:start + window] = x[start - 1]
+            solve(slice(start, start + window), state, cfg.window_iterations, state[2][start - 1] if start else None)
+    solve(slice(0, t), state, cfg.iterations)
+    root_pos, root_rotvec, dof = state
 
     with torch.no_grad():
         dof_final = torch.maximum(torch.minimum(dof, limits[:, 1]), limits[:, 0])
