@@ -6,7 +6,7 @@
     coohoi export [KEY=VALUE ...]        a checkpoint's actor as ONNX and TorchScript
     coohoi eval   [KEY=VALUE ...]        evaluate a policy over fixed-seed episodes
     coohoi bench  [KEY=VALUE ...]        engine and training throughput
-    coohoi motion generate|list|info|show|render|import   reference motions (see `coohoi motion --help`)
+    coohoi motion generate|list|info|check|show|render|import   reference motions (`coohoi motion --help`)
 
 `coohoi <command> --help` (or `coohoi help <command>`) lists the command's settings, config groups and examples;
 `coohoi <command> [KEY=VALUE ...] --cfg` prints the config it would run with and runs nothing.

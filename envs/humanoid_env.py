@@ -51,8 +51,7 @@ from coohoi.envs.contract import (
 from coohoi.envs.observations import PROPRIO_LAYOUT, PROPRIO_SIZE, proprioception
 from coohoi.envs.terminations import fall_heights, fallen, timed_out
 from coohoi.motion.amp_features import AMP_FEATURE_SIZE, amp_features
-from coohoi.motion.importers.retarget import FOOT_BOX_CENTRE, FOOT_BOX_HALF
-from coohoi.motion.kinematics import ForwardKinematics
+from coohoi.motion.kinematics import ForwardKinematics, lowest_foot_z
 from coohoi.rotations import quat_mul, quat_rotate, yaw_quat
 
 log = logging.getLogger(__name__)
@@ -70,15 +69,6 @@ AMP_ROOT_HEIGHT = 0  # amp_features' first feature is the root height (a lifted 
 # between grounded frames dips a little: the shipped clips' starts go down to 1.1 mm below the floor (20000 random
 # times), which soft contacts absorb, and which this leaves unchanged; clips sunk by centimetres are lifted.
 START_FLOOR_TOLERANCE = 0.002  # m
-
-
-def lowest_foot_z(body_pos: torch.Tensor, body_quat: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
-    """Height [n] of the lowest bottom corner of either foot box (corners [4, 3] in the foot frame), batched: the
-    z row of each foot's rotation matrix times the corners."""
-    feet = list(hum.FOOT_BODY_IDS)
-    w, x, y, z = body_quat[:, feet].unbind(-1)  # [n, 2] each
-    row = torch.stack((2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)), -1)  # [n, 2, 3]
-    return (body_pos[:, feet, 2:] + row @ corners.T).flatten(1).amin(-1)
 
 
 def pd_action_offset_scale(dof_limits: np.ndarray, cfg: HumanoidEnvConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -186,9 +176,6 @@ class HumanoidEnv:
         self.key_body_ids = torch.tensor(hum.KEY_BODY_IDS, device=self.device)
         self.hand_body_ids = torch.tensor(hum.HAND_BODY_IDS, device=self.device)
         self._default = e.default_state(1)
-        signs = torch.tensor([[sx, sy, -1.0] for sx in (-1, 1) for sy in (-1, 1)])  # the foot boxes' bottom corners
-        self._foot_corners = (torch.tensor(FOOT_BOX_CENTRE) + signs * torch.tensor(FOOT_BOX_HALF)).to(
-            device=self.device, dtype=self.dtype)
         self._default_action = self.default_pose_action().to(self.dtype)
 
         n = self.num_envs
@@ -323,7 +310,7 @@ class HumanoidEnv:
         # The start frame of every row (reference rows included: it is the same state the engine will hold).
         body_pos, body_quat = self.fk(root_pos, root_quat, dof)
         if use_ref is not None:  # never start inside the floor: lift a reference start whose feet are below it
-            lowest = lowest_foot_z(body_pos, body_quat, self._foot_corners)
+            lowest = lowest_foot_z(body_pos, body_quat)
             lift = torch.where(use_ref & (lowest < -START_FLOOR_TOLERANCE), -lowest, 0.0)
             root_pos = root_pos + torch.nn.functional.pad(lift[:, None], (2, 0))
             body_pos = body_pos + torch.nn.functional.pad(lift[:, None, None], (2, 0))

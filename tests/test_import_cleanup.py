@@ -20,7 +20,7 @@ from coohoi.motion.clip import MotionClip, MotionFormatError
 from coohoi.motion.importers.ase import export_ase, import_ase
 from coohoi.motion.importers.cleanup import (MAX_DOF_SPEED, ImportSettings, body_poses, dof_speeds, finish_clip,
                                              ground_clip, select_frames)
-from coohoi.motion.importers.retarget import foot_lowest_z
+from coohoi.motion.kinematics import lowest_foot_z
 from coohoi.motion.kinematics import ForwardKinematics, dof_limits, dof_to_joint_quats, joint_quats_to_dof
 from coohoi.rotations import quat_from_euler_xyz
 
@@ -35,7 +35,7 @@ def _grounded_clip(duration: float = 2.0) -> MotionClip:
 
 
 def _lowest(clip: MotionClip) -> np.ndarray:
-    return foot_lowest_z(*body_poses(clip)).numpy()
+    return lowest_foot_z(*body_poses(clip)).numpy()
 
 
 def _load_dict(path: Path) -> dict:
@@ -117,7 +117,7 @@ def test_a_clip_sunk_into_the_floor_is_grounded_and_its_reference_starts_are_not
     starts = env.sample_starts(n, reference=(torch.zeros(n, dtype=torch.long), times))
     h = starts.humanoid
     as64 = lambda x: x.flatten(0, 1).to(F64)  # noqa: E731
-    lowest = foot_lowest_z(*ForwardKinematics(dtype=F64)(as64(h.root_pos), as64(h.root_quat), as64(h.dof_pos)))
+    lowest = lowest_foot_z(*ForwardKinematics(dtype=F64)(as64(h.root_pos), as64(h.root_quat), as64(h.dof_pos)))
     assert lowest.min() > -START_FLOOR_TOLERANCE  # the sunk clip's starts are lifted out of the floor ...
     assert lowest.max() - lowest.min() > 0.01 and (lowest.abs() < 1e-4).sum() >= 2  # ... to it, no higher
     # The AMP history is lifted with the start: its root heights run on into the start's.

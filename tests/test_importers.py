@@ -16,7 +16,8 @@ from coohoi.motion.importers.amass import SMPL_JOINT_NAMES, import_amass, load_a
 from coohoi.motion.importers.ase import import_ase
 from coohoi.motion.importers.cleanup import ImportSettings
 from coohoi.motion.importers.bvh import BvhJoint, import_bvh, parse_bvh, write_bvh
-from coohoi.motion.importers.retarget import (MARKERS, RetargetConfig, _points, foot_lowest_z, our_points_rest,
+from coohoi.motion.kinematics import lowest_foot_z
+from coohoi.motion.importers.retarget import (MARKERS, RetargetConfig, _points, our_points_rest,
                                               retarget)
 from coohoi.motion.importers.safe_load import UnsafePickleError, load_npy
 from coohoi.motion.kinematics import ForwardKinematics, _skeleton, dof_to_joint_quats
@@ -68,11 +69,11 @@ def test_retarget_identity_reproduces_clip_and_fixes_ground():
     out, stats = retarget(big, clip.fps, RetargetConfig(iterations=80, ground="clip"))
     assert stats["scale"] == pytest.approx(0.5, rel=1e-6)
     pos, quat = FK(torch.from_numpy(out.root_pos), torch.from_numpy(out.root_quat), torch.from_numpy(out.dof_pos))
-    lowest = foot_lowest_z(pos, quat)
+    lowest = lowest_foot_z(pos, quat)
     assert abs(float(lowest.min())) < 1e-9 and float(lowest.max()) > 0.01
     out, _ = retarget(big, clip.fps, RetargetConfig(iterations=80, ground="frame"))
     pos, quat = FK(torch.from_numpy(out.root_pos), torch.from_numpy(out.root_quat), torch.from_numpy(out.dof_pos))
-    assert float(foot_lowest_z(pos, quat).abs().max()) < 1e-9
+    assert float(lowest_foot_z(pos, quat).abs().max()) < 1e-9
 
 
 def test_retarget_directions_keep_joint_angles_of_other_proportions():

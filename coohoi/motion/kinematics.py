@@ -130,6 +130,25 @@ def _dof_limits_array() -> np.ndarray:
     return np.array([model.jnt_range[model.joint(n).id] for n in hum.DOF_NAMES], dtype=np.float64)
 
 
+@lru_cache(maxsize=None)
+def _sole_corners(device: str, dtype: torch.dtype) -> torch.Tensor:
+    """The 4 bottom corners [4, 3] of the foot box in the foot frame, from our MJCF's foot geom."""
+    from coohoi.motion.gait import FootGeometry
+
+    corners = FootGeometry.from_model(mujoco.MjModel.from_xml_path(str(hum.MJCF_PATH))).sole_corners()
+    return torch.as_tensor(corners, dtype=dtype, device=device)
+
+
+def lowest_foot_z(body_pos: torch.Tensor, body_quat: torch.Tensor) -> torch.Tensor:
+    """Height [...] of the lowest sole corner of either foot, from body poses [..., 15, 3|4] on any device: each
+    foot's rotation-matrix z row (from its quaternion) times the corners, plus the foot's height."""
+    feet = list(hum.FOOT_BODY_IDS)
+    w, x, y, z = body_quat[..., feet, :].unbind(-1)  # [..., 2] each
+    row = torch.stack((2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)), -1)  # [..., 2, 3]
+    corners = _sole_corners(str(body_pos.device), body_pos.dtype)
+    return (body_pos[..., feet, 2:] + row @ corners.T).flatten(-2).amin(-1)
+
+
 def dof_limits() -> torch.Tensor:
     """Joint ranges [28, 2] in radians, in DoF order, from our MJCF."""
     return torch.from_numpy(_dof_limits_array().copy())

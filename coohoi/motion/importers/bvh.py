@@ -23,7 +23,7 @@ from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip, MotionFormatError
 from coohoi.motion.importers.cleanup import ImportSettings, finish_clip
 from coohoi.motion.importers.retarget import MARKERS, TARGET_POINTS, RetargetConfig, _matrix_to_quat, retarget
-from coohoi.motion.kinematics import _skeleton
+from coohoi.motion.kinematics import _skeleton, joint_quats_to_dof
 from coohoi.rotations import quat_to_euler_xyz
 
 VALID_CHANNELS = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
@@ -331,39 +331,26 @@ def _own_skeleton_scale(bvh: Bvh, up_axis: str) -> float | None:
     return scale
 
 
-def _nearest_euler_xyz(m: np.ndarray) -> np.ndarray:
-    """x, y, z hinge angles [T, 3] of rotations [T, 3, 3] (R = Rx Ry Rz), frame by frame the one of the two
-    Euler solutions (unwrapped by 2 pi) nearest the previous frame's: no jumps where the motion is continuous."""
-    first = quat_to_euler_xyz(_matrix_to_quat(torch.from_numpy(np.ascontiguousarray(m)))).numpy()
-    second = np.stack((first[:, 0] + np.pi, np.pi - first[:, 1], first[:, 2] + np.pi), -1)
-    out = np.empty_like(first)
-    previous = np.zeros(3)
-    for t in range(len(m)):
-        cands = [c + 2 * np.pi * np.round((previous - c) / (2 * np.pi)) if t else np.angle(np.exp(1j * c))
-                 for c in (first[t], second[t])]
-        out[t] = previous = min(cands, key=lambda c: np.abs(c - previous).sum())
-    return out
-
-
 def _own_dofs(bvh: Bvh, up_axis: str) -> tuple[np.ndarray, np.ndarray]:
     """Root rotation matrices [T, 3, 3] (z up) and DoFs [T, 28] of a file of our skeleton: rotation channels in
-    our hinge order are read as they are; any other order is decomposed with nearest-solution continuity."""
+    our hinge order (our own export) are read as they are; any other order goes through the joint rotations,
+    decomposed continuously in time within our joint limits (kinematics.joint_quats_to_dof)."""
     to_z = Y_UP_TO_Z_UP if up_axis == "y" else np.eye(3)
     local = local_rotations(bvh)
     index = {j.name: i for i, j in enumerate(bvh.joints)}
     hinge, signs = HINGE_CHANNELS[up_axis]
-    dof = np.zeros((bvh.motion.shape[0], hum.NUM_DOFS))
-    for g, (_, body, axes) in enumerate(hum.JOINT_GROUPS):
-        j = bvh.joints[index[body]]
-        rot_channels = [(k, c) for k, c in enumerate(j.channels) if c.endswith("rotation")]
-        if tuple(c for _, c in rot_channels) == hinge:
-            xyz = np.radians(bvh.motion[:, [j.channel_start + k for k, _ in rot_channels]]) * np.array(signs)
-        else:
-            m = to_z @ local[index[body]] @ to_z.T
-            xyz = _nearest_euler_xyz(m) if len(axes) == 3 else np.stack(
-                (0 * m[:, 0, 0], np.unwrap(np.arctan2(m[:, 0, 2], m[:, 0, 0])), 0 * m[:, 0, 0]), -1)
-        dof[:, hum.DOF_OFFSETS[g]:hum.DOF_OFFSETS[g + 1]] = xyz[:, ["xyz".index(a) for a in axes]]
-    return to_z @ local[index[hum.BODY_NAMES[0]]] @ to_z.T, dof
+    joints = [bvh.joints[index[body]] for _, body, _ in hum.JOINT_GROUPS]
+    rotations = [[(k, c) for k, c in enumerate(j.channels) if c.endswith("rotation")] for j in joints]
+    root = to_z @ local[index[hum.BODY_NAMES[0]]] @ to_z.T
+    if all(tuple(c for _, c in r) == hinge for r in rotations):
+        dof = np.zeros((bvh.motion.shape[0], hum.NUM_DOFS))
+        for g, ((_, _, axes), j, r) in enumerate(zip(hum.JOINT_GROUPS, joints, rotations)):
+            xyz = np.radians(bvh.motion[:, [j.channel_start + k for k, _ in r]]) * np.array(signs)
+            dof[:, hum.DOF_OFFSETS[g]:hum.DOF_OFFSETS[g + 1]] = xyz[:, ["xyz".index(a) for a in axes]]
+        return root, dof
+    mats = np.stack([to_z @ local[index[body]] @ to_z.T for _, body, _ in hum.JOINT_GROUPS], 1)  # [T, G, 3, 3]
+    joint_quats = _matrix_to_quat(torch.from_numpy(np.ascontiguousarray(mats)))
+    return root, joint_quats_to_dof(joint_quats, continuous=True).numpy()
 
 
 def import_bvh(path: str | Path, up_axis: str = "y", retarget_cfg: RetargetConfig | None = None,

@@ -16,7 +16,7 @@ import torch
 
 from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip, MotionFormatError
-from coohoi.motion.importers.retarget import foot_lowest_z
+from coohoi.motion.kinematics import lowest_foot_z
 from coohoi.motion.kinematics import ForwardKinematics
 from coohoi.rotations import quat_rotate
 
@@ -189,7 +189,7 @@ def _check_speed(clip: MotionClip, settings: ImportSettings, source: str, notes:
 def ground_clip(clip: MotionClip, mode: str = "clip") -> tuple[MotionClip, np.ndarray]:
     """The clip moved up or down so that its lowest foot point is at z = 0 over the clip (`clip`) or in every
     frame (`frame`); returns it and the height added [T]."""
-    lowest = foot_lowest_z(*body_poses(clip)).numpy()
+    lowest = lowest_foot_z(*body_poses(clip)).numpy()
     shift = np.full_like(lowest, -lowest.min()) if mode == "clip" else -lowest
     up = np.stack((np.zeros_like(shift), np.zeros_like(shift), shift), -1)
     obj = None if clip.object_pos is None else clip.object_pos + up

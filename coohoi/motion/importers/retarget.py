@@ -24,7 +24,7 @@ import torch
 
 from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip, MotionFormatError
-from coohoi.motion.kinematics import ForwardKinematics
+from coohoi.motion.kinematics import ForwardKinematics, dof_limits, lowest_foot_z
 from coohoi.rotations import normalize, quat_from_exp_map, quat_mul, quat_rotate
 
 # Extra points on our bodies (body, offset in the body frame): the ball of each foot and the centre of the head.
@@ -37,8 +37,6 @@ TARGET_POINTS: tuple[str, ...] = hum.BODY_NAMES + tuple(MARKERS)
 REQUIRED_POINTS: tuple[str, ...] = hum.BODY_NAMES
 MARKER_WEIGHT = 0.5  # markers are looser correspondences than joint centres
 # Foot boxes (centre and half size in the foot frame, as in the MJCF) for the ground contact fix.
-FOOT_BOX_CENTRE = (0.045, 0.0, -0.0225)
-FOOT_BOX_HALF = (0.0885, 0.045, 0.0275)
 # Starting pose of the solve: knees and elbows slightly bent toward their valid side.
 INITIAL_BEND = {"right_knee": 0.3, "left_knee": 0.3, "right_elbow": -0.3, "left_elbow": -0.3}
 GROUND_MODES = ("clip", "frame", "none")
@@ -167,18 +165,6 @@ def _validate_points(points: dict[str, np.ndarray], source: str) -> int:
     return t
 
 
-def foot_lowest_z(body_pos: torch.Tensor, body_quat: torch.Tensor) -> torch.Tensor:
-    """Height of the lowest foot-box corner per frame [T]."""
-    signs = torch.tensor([[sx, sy, -1.0] for sx in (-1, 1) for sy in (-1, 1)], dtype=body_pos.dtype)
-    corners = torch.tensor(FOOT_BOX_CENTRE, dtype=body_pos.dtype) + signs * torch.tensor(FOOT_BOX_HALF, dtype=body_pos.dtype)
-    lows = []
-    for b in hum.FOOT_BODY_IDS:
-        q = body_quat[:, b, None, :].expand(-1, len(corners), 4)
-        world = body_pos[:, b, None, :] + quat_rotate(q, corners.expand(q.shape[:-1] + (3,)))
-        lows.append(world[..., 2].amin(-1))
-    return torch.stack(lows, -1).amin(-1)
-
-
 def retarget(points: dict[str, np.ndarray], fps: float, cfg: RetargetConfig | None = None, name: str = "",
              source: str = "source") -> tuple[MotionClip, dict]:
     """Our clip from source joint positions {point name: [T, 3]} (z up). Returns the clip and fit statistics."""
@@ -200,7 +186,7 @@ def retarget(points: dict[str, np.ndarray], fps: float, cfg: RetargetConfig | No
 
     fk = ForwardKinematics(dtype=dt)
     q_init = initial_root_quat(target)
-    limits = torch.from_numpy(_dof_limits())
+    limits = dof_limits()
     twist = torch.tensor([n in TWIST_DOFS for n in hum.DOF_NAMES])
     smooth = torch.where(twist, cfg.twist_smooth_weight, cfg.smooth_weight).to(dt)
 
@@ -262,7 +248,7 @@ def retarget(points: dict[str, np.ndarray], fps: float, cfg: RetargetConfig | No
         root = root_pos.clone()
         body_pos, body_quat = fk(root, root_quat, dof_final)
         if cfg.ground != "none":
-            lowest = foot_lowest_z(body_pos, body_quat)
+            lowest = lowest_foot_z(body_pos, body_quat)
             lift = -lowest.min() if cfg.ground == "clip" else -lowest
             root[:, 2] += lift
             lift_xyz = torch.zeros(t, 3, dtype=dt)
@@ -278,14 +264,6 @@ def retarget(points: dict[str, np.ndarray], fps: float, cfg: RetargetConfig | No
     stats = {"scale": scale, "mean_error": float(errors.mean()), "max_error": float(errors.max()),
              "mean_angle_error_deg": float(angle_errors.mean()), "max_angle_error_deg": float(angle_errors.max())}
     return clip, stats
-
-
-def _dof_limits() -> np.ndarray:
-    """Joint ranges [28, 2] in radians, in DoF order, from our MJCF."""
-    import mujoco
-
-    model = mujoco.MjModel.from_xml_path(str(hum.MJCF_PATH))
-    return np.array([model.jnt_range[model.joint(n).id] for n in hum.DOF_NAMES], dtype=np.float64)
 
 
 __all__ = ["MARKERS", "TARGET_POINTS", "RetargetConfig", "height_scale", "retarget", "our_points_rest"]
