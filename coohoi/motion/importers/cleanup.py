@@ -16,8 +16,7 @@ import torch
 
 from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip, MotionFormatError
-from coohoi.motion.kinematics import lowest_foot_z
-from coohoi.motion.kinematics import ForwardKinematics
+from coohoi.motion.kinematics import ForwardKinematics, lowest_foot_z
 from coohoi.rotations import quat_rotate
 
 GROUND_MODES = ("clip", "frame", "none")
