@@ -217,3 +217,17 @@ def test_bvh_round_trip_of_every_shipped_clip(tmp_path):
             assert np.abs(out.dof_pos - clip.dof_pos).max() < 0.02, (file, write)
             speed = lambda c: np.abs(np.diff(c.dof_pos, axis=0)).max(0) * c.fps  # noqa: E731
             assert np.all(speed(out) <= speed(clip) + 0.05), (file, write)
+
+
+def test_a_file_joint_supplies_one_of_our_points_at_most(tmp_path):
+    """Our head's joint named so that the head-top marker's default candidate ('head', ignoring case) also fits it:
+    the marker must not take the same joint (a zero-length bone, 90 degrees of fit error in every frame)."""
+    clip = MotionClip.load(ASSET_DIR / "motions" / "idle.npz")
+    names = {b: "Joint_" + b.upper() for b in hum.BODY_NAMES}
+    export_bvh(clip, tmp_path / "renamed.bvh", names=names)
+    found, _ = match_joints([j.name for j in parse_bvh(tmp_path / "renamed.bvh").joints],
+                            {b: (n,) for b, n in names.items()})
+    assert len(set(found.values())) == len(found) and "head_top" not in found
+    _, stats = import_bvh(tmp_path / "renamed.bvh", retarget_cfg=FAST, settings=NO_CLEANUP,
+                          joint_map={b: (n,) for b, n in names.items()})
+    assert stats["max_angle_error_deg"] < 1.0

@@ -258,18 +258,20 @@ def match_joints(names: list[str], joint_map: dict[str, tuple[str, ...]] | None 
                  source: str = "bvh") -> tuple[dict[str, int], list[str]]:
     """Index of the file joint supplying each of our points, and notes. `joint_map` entries replace the default
     candidates of the points they name. Candidates are compared as written, then without rig prefixes, then
-    ignoring case; the first candidate found wins."""
+    ignoring case; the first candidate found wins, and a file joint supplies one of our points at most (a marker
+    on the joint of a body would make a bone of zero length)."""
     table = {**DEFAULT_JOINT_MAP, **{k: tuple(v) for k, v in (joint_map or {}).items()}}
     bare, removed = strip_prefixes(names)
     pools = (names, bare, [n.lower() for n in bare])
     found, stripped = {}, False
     for ours, candidates in table.items():
         for cand in candidates:
-            hit = next((level for level, pool in enumerate(pools) if (cand.lower() if level == 2 else cand) in pool),
-                       None)
-            if hit is not None:
-                found[ours] = pools[hit].index(cand.lower() if hit == 2 else cand)
-                stripped |= hit > 0 and names[found[ours]] != bare[found[ours]]
+            hits = [(level, pool.index(key)) for level, (pool, key) in enumerate(zip(pools, (cand, cand, cand.lower())))
+                    if key in pool]
+            level, index = next(((lv, i) for lv, i in hits if i not in found.values()), (0, None))
+            if index is not None:
+                found[ours] = index
+                stripped |= level > 0 and names[index] != bare[index]
                 break
     missing = [k for k in table if k not in found and k not in OPTIONAL_POINTS]
     if missing:
