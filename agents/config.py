@@ -172,7 +172,8 @@ class TrainConfig:
     task_reward_weight: float = 0.5
     style_reward_weight: float = 0.5
     save_frequency: int = 10  # epochs between writes of nn/last.pth (always written at the end)
-    snapshot_frequency: int = 500  # epochs between nn/epoch_<N>.pth snapshots (0: none)
+    snapshot_frequency: int = 50  # epochs between nn/epoch_<N>.pth snapshots (0: none); the newest keep_last stay
+    keep_last: int = 3  # nn/epoch_<N>.pth snapshots kept, the newest written (0: every one)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     amp: AmpConfig = field(default_factory=AmpConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -282,7 +283,7 @@ UNITS = (lambda v: len(v) > 0 and all(u >= 1 for u in v), "a non-empty list of s
 TRAIN_RULES = [
     ("algo", one_of(ALGOS)), ("max_epochs", (lambda v: v >= 1 or v == -1, ">= 1 (or -1: no limit)")),
     ("max_minutes", POSITIVE),
-    ("task_reward_weight style_reward_weight save_frequency snapshot_frequency", NON_NEGATIVE),
+    ("task_reward_weight style_reward_weight save_frequency snapshot_frequency keep_last", NON_NEGATIVE),
     ("network.mlp_units network.disc_units td3.actor_units td3.critic_units", UNITS),
     ("network.activation", one_of(ACTIVATIONS)),
     ("amp.batch_size amp.minibatch_size amp.demo_buffer_size amp.replay_buffer_size", at_least(1)),

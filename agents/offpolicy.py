@@ -39,6 +39,7 @@ from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_prove
 from coohoi.agents.config import TrainConfig
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
+from coohoi.agents.train import save_after_epoch, save_last
 
 
 def mlp(sizes: list[int], activation: str, layer_norm: bool = False) -> nn.Sequential:
@@ -126,6 +127,7 @@ class OffPolicyAMP:
         self.nn_dir, self.summaries_dir = run_dir / "nn", run_dir / "summaries"
         self.writer = None
         self.save_frequency, self.snapshot_frequency = t.save_frequency, t.snapshot_frequency
+        self.keep_last = t.keep_last
         self.metadata = {"task": str(cfg.task.name), "algo": self.algo, "num_obs": self.num_obs,
                          "num_actions": self.num_actions, "num_amp_obs": self.num_amp_obs,
                          "actor_units": list(c.actor_units), "critic_units": list(c.critic_units),
@@ -268,10 +270,7 @@ class OffPolicyAMP:
             stop = False
             while not stop and (self.max_epochs == -1 or self.epoch_num < self.max_epochs):
                 obs, metrics, stop = self._train_epoch(obs)
-                if self.save_frequency > 0 and self.epoch_num % self.save_frequency == 0:
-                    self.save_last()
-                if self.snapshot_frequency > 0 and self.epoch_num % self.snapshot_frequency == 0:
-                    self.save(self.nn_dir / f"epoch_{self.epoch_num:06d}.pth")
+                save_after_epoch(self, self.epoch_num)
             self.save_last()
         finally:
             self.writer.close()
@@ -344,12 +343,14 @@ class OffPolicyAMP:
             state["session"] = self.session.state_dict()
         return state
 
-    def save(self, path) -> str:
-        return save_atomic(self.state_dict(), path)
+    def save(self, path, **metadata) -> str:
+        """Write the training state atomically; metadata joins the checkpoint's "coohoi" metadata."""
+        state = self.state_dict()
+        state["coohoi"].update(metadata)
+        return save_atomic(state, path)
 
     def save_last(self) -> str:
-        self.last_checkpoint = self.save(self.nn_dir / "last.pth")
-        return self.last_checkpoint
+        return save_last(self)
 
     def restore(self, path, set_epoch: bool = True) -> None:
         """Load a checkpoint of this learner. set_epoch=True resumes (optimisers, counters, curriculum); False takes

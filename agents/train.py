@@ -7,15 +7,21 @@
     coohoi train task=carry_box checkpoint=runs/x/nn/last.pth               # start from its weights only
 
 A run writes runs/<experiment>/: config.yaml (the resolved config), nn/last.pth (checkpoint, written atomically
-every train.save_frequency epochs and at the end), nn/epoch_<N>.pth snapshots, summaries/ (tensorboard),
-metrics.jsonl (one line of metrics per epoch, the first line the matched baselines) and, with wandb.enabled=true,
-a wandb run (offline by default).
+every train.save_frequency epochs, at the end and on Ctrl-C), nn/epoch_<N>.pth snapshots every
+train.snapshot_frequency epochs (the newest train.keep_last kept), nn/best.pth (the best periodic evaluation: its
+success rate where the task has one, else its episode length; metadata["coohoi"]["best"] names metric and epoch),
+summaries/ (tensorboard), metrics.jsonl (one line of metrics per epoch, the first line the matched baselines) and,
+with wandb.enabled=true, a wandb run (offline by default). A folder holds one run: a new run into a folder that
+already holds one stops before writing anything; resume=true appends to the checkpoint's own folder (config.yaml
+kept, metrics.jsonl continued from the checkpoint's epoch). Ctrl-C saves nn/last.pth at the last completed epoch
+and exits with code 130; a second Ctrl-C stops at once.
 
 Both learners (train.algo: ppo on rl-games, td3 in coohoi.agents.offpolicy) share a TrainingSession: the progress
 line, metrics.jsonl and wandb, the matched baselines measured before training, a deterministic evaluation every
 train.eval.every epochs and at the end, and the assistance curriculum. A learner provides act(obs, deterministic),
-noise_std(num_rows), train(), save(path), restore(path, set_epoch), epoch_num, frame and last_checkpoint, and calls
-session.epoch_end(learner, metrics) after every epoch.
+noise_std(num_rows), train(), save(path, **metadata), restore(path, set_epoch), epoch_num, frame, nn_dir,
+save_frequency, snapshot_frequency, keep_last and last_checkpoint; it calls session.epoch_end(learner, metrics) and
+then save_after_epoch(learner, epoch) after every epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import io
 import json
 import math
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -39,6 +46,29 @@ from coohoi.agents.evaluation import baselines, evaluate
 # Evaluations re-seed their env with this (plus the run's seed), so that every evaluation and both baselines
 # start from the same states.
 EVAL_SEED_OFFSET = 1_000_003
+# A run folder's files (runs/<experiment>/...) and checkpoint names in its nn/ folder.
+CONFIG_FILE, METRICS_FILE = "config.yaml", "metrics.jsonl"
+LAST, BEST, SNAPSHOT, SNAPSHOT_GLOB = "last.pth", "best.pth", "epoch_{:06d}.pth", "epoch_*.pth"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
+
+
+def save_last(learner) -> str:
+    """Write the learner's nn/last.pth (atomically) and remember it as its last checkpoint."""
+    learner.last_checkpoint = learner.save(Path(learner.nn_dir) / LAST)
+    return learner.last_checkpoint
+
+
+def save_after_epoch(learner, epoch: int) -> None:
+    """Both learners' checkpoints after an epoch: nn/last.pth every save_frequency epochs, and an nn/epoch_<N>.pth
+    snapshot every snapshot_frequency epochs, of which only the newest keep_last written stay (0: all)."""
+    if learner.save_frequency > 0 and epoch % learner.save_frequency == 0:
+        save_last(learner)
+    if learner.snapshot_frequency > 0 and epoch % learner.snapshot_frequency == 0:
+        learner.save(Path(learner.nn_dir) / SNAPSHOT.format(epoch))
+        if learner.keep_last > 0:
+            snapshots = sorted(Path(learner.nn_dir).glob(SNAPSHOT_GLOB), key=lambda p: p.stat().st_mtime_ns)
+            for old in snapshots[:-learner.keep_last]:
+                old.unlink(missing_ok=True)
 
 
 def mu_initializer(init_range: float | None) -> dict:
@@ -180,6 +210,7 @@ def build_rlgames_params(cfg: DictConfig, vec_env, *, max_epochs: int | None = N
         "max_epochs": int(max_epochs if max_epochs is not None else t.max_epochs),
         "save_frequency": t.save_frequency,
         "snapshot_frequency": t.snapshot_frequency,
+        "keep_last": t.keep_last,
         "print_stats": False,
         # torch.compile has no benefit on CPU and a long warm-up; on CUDA it is opt-in.
         "torch_compile": p.torch_compile and device.type == "cuda",
@@ -300,10 +331,11 @@ def _flatten_baselines(measured: dict[str, dict[str, float]]) -> dict[str, float
 class TrainingSession:
     """What a run does around its learner: matched baselines before training, a deterministic evaluation every
     train.eval.every epochs and at the end (on a separate env with the task's settings, no assistance), the
-    assistance curriculum, and the progress line, metrics.jsonl and wandb."""
+    assistance curriculum, nn/best.pth, and the progress line, metrics.jsonl and wandb. resume_epoch (a resumed
+    run's epoch) continues metrics.jsonl after that epoch's line; otherwise the file starts afresh."""
 
-    def __init__(self, cfg: DictConfig, t: TrainConfig, env, run_dir: Path | None):
-        self.cfg, self.t, self.env = cfg, t, env
+    def __init__(self, cfg: DictConfig, t: TrainConfig, env, run_dir: Path | None, resume_epoch: int | None = None):
+        self.cfg, self.t, self.env, self.run_dir = cfg, t, env, run_dir
         self.max_epochs = t.max_epochs
         self.started = time.perf_counter()
         self.curriculum = AssistCurriculum(t.assist, env.max_episode_length)
@@ -311,7 +343,14 @@ class TrainingSession:
         self._eval_env = None
         self.baselines: dict[str, float] = {}
         self.last_eval: dict[str, float] = {}
-        self.metrics_file = (run_dir / "metrics.jsonl").open("a", encoding="utf-8") if run_dir else None
+        self.best: dict | None = None  # the best evaluation so far: metric, value, episode_length, epoch
+        self.recorded: tuple[int, int] | None = None  # (epoch, frames) of the last epoch in metrics.jsonl
+        self.metrics_file = None
+        if run_dir:
+            if resume_epoch is not None:
+                _drop_metrics_after(run_dir / METRICS_FILE, resume_epoch)
+            self.metrics_file = (run_dir / METRICS_FILE).open("a" if resume_epoch is not None else "w",
+                                                              encoding="utf-8")
         self.wandb_run = None
         wandb_cfg = cfg.get("wandb") or {}
         if run_dir and wandb_cfg.get("enabled", False):
@@ -375,13 +414,29 @@ class TrainingSession:
         every = self.t.eval.every
         if every and (epoch % every == 0 or epoch == self.max_epochs or out_of_time):
             metrics.update({f"eval/{k}": v for k, v in self.evaluate(learner).items()})
+            self._keep_best(learner, epoch)
         print(format_progress(metrics, self.max_epochs), flush=True)
         self._write(metrics)
+        self.recorded = (epoch, int(metrics["frames"]))
         if self.wandb_run is not None:
             self.wandb_run.log(metrics, step=int(metrics["frames"]))
         if out_of_time:
             print(f"stopping: train.max_minutes={self.t.max_minutes:g} reached", flush=True)
         return out_of_time
+
+    def _keep_best(self, learner, epoch: int) -> None:
+        """Write nn/best.pth when this evaluation beats the best so far: by success rate where the task has one
+        (ties by episode length), else by episode length."""
+        e = self.last_eval
+        metric = "success_rate" if "success_rate" in e else "episode_length"
+        if self.run_dir is None or not math.isfinite(e[metric]):
+            return
+        score = (e[metric], e["episode_length"])
+        if self.best is not None and score <= (self.best["value"], self.best["episode_length"]):
+            return
+        self.best = {"metric": metric, "value": float(e[metric]), "episode_length": float(e["episode_length"]),
+                     "epoch": epoch}
+        learner.save(Path(learner.nn_dir) / BEST, best=dict(self.best))
 
     def summary_line(self) -> str:
         """The trained policy's deterministic evaluation next to the zero action's (and the success rate)."""
@@ -395,6 +450,9 @@ class TrainingSession:
             line += f" | zero action: {zero:.1f} steps ({e['episode_length'] / zero:.2f}x)"
         if "success_rate" in e:
             line += f" | success {100 * e['success_rate']:.1f}%"
+        if self.best is not None and self.run_dir is not None:
+            line += (f"\nbest: {self.run_dir / 'nn' / BEST} (epoch {self.best['epoch']}, {self.best['metric']} "
+                     f"{self.best['value']:.3g})")
         return line
 
     def _write(self, row: dict) -> None:
@@ -403,9 +461,10 @@ class TrainingSession:
             self.metrics_file.flush()
 
     def state_dict(self) -> dict:
-        return {"curriculum": self.curriculum.state_dict()}
+        return {"curriculum": self.curriculum.state_dict(), "best": self.best}
 
     def load_state_dict(self, state: dict) -> None:
+        self.best = state.get("best")
         if "curriculum" in state:
             self.curriculum.load_state_dict(state["curriculum"])
             self.env.set_assist_level(self.curriculum.level)
@@ -415,6 +474,57 @@ class TrainingSession:
             self.metrics_file.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
+
+
+def _epoch_of(line: str) -> float:
+    """A metrics.jsonl line's epoch: 0 for the baselines' line, inf for a line cut short by a crash."""
+    try:
+        return json.loads(line).get("epoch", 0)
+    except ValueError:
+        return math.inf
+
+
+def _drop_metrics_after(path: Path, epoch: int) -> None:
+    """Keep metrics.jsonl's lines up to a resumed checkpoint's epoch, so that the resumed run's epochs follow on
+    (lines of epochs after it, from a run that stopped between saves, are dropped, and the drop is printed)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _epoch_of(line) <= epoch]
+    if len(kept) < len(lines):
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+        print(f"{path}: dropped {len(lines) - len(kept)} lines of epochs after the checkpoint's epoch {epoch}",
+              flush=True)
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether a run folder holds a run: a checkpoint in nn/, or an epoch's line in metrics.jsonl (its first two
+    lines: the baselines, then epoch 1). A start that failed before its first epoch leaves neither."""
+    if any((run_dir / "nn").glob("*.pth")):
+        return True
+    metrics = run_dir / METRICS_FILE
+    if not metrics.is_file():
+        return False
+    with metrics.open(encoding="utf-8") as f:
+        return any('"epoch"' in f.readline() for _ in range(2))
+
+
+def check_run_folder(run_dir: Path, checkpoint: str | None, resume: bool) -> None:
+    """Refuse, before anything is written, a new run into a folder that holds a run, and a resume into a folder
+    holding another run than the checkpoint's."""
+    if not holds_run(run_dir):
+        return
+    last = run_dir / "nn" / LAST
+    if not resume:
+        way = (f"continue it with checkpoint={last} resume=true" if last.is_file()
+               else "delete the folder (it has no nn/last.pth to resume from)")
+        raise ValueError(f"{run_dir} already holds a run: start a new one with experiment=NAME, or {way}")
+    own = Path(checkpoint).resolve().parent.parent
+    if own != run_dir.resolve():
+        raise ValueError(f"resume=true continues the run of {checkpoint} in its own folder, but {run_dir} holds "
+                         f"another run: give output_dir={own.parent} experiment={own.name}")
 
 
 def _print_cpu_adjustments(cfg: DictConfig) -> None:
@@ -441,30 +551,60 @@ def train(cfg: DictConfig, overrides: list[str] = ()) -> int:
     if checkpoint and t.init_from:
         raise ValueError("give either checkpoint=PATH (this task's run) or train.init_from=PATH (a phase-1 policy), "
                          "not both")
+    check_run_folder(run_dir, checkpoint, resume)
+    resume_epoch = int(load_checkpoint(checkpoint, map_location="cpu").get("epoch", 0)) if resume else None
+    if resume and t.max_epochs != -1 and resume_epoch >= t.max_epochs:
+        print(f"{checkpoint} is finished: epoch {resume_epoch} of train.max_epochs={t.max_epochs}; to train on, "
+              f"resume with a larger train.max_epochs (e.g. train.max_epochs={resume_epoch + t.max_epochs})",
+              flush=True)
+        return 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if not (resume and (run_dir / CONFIG_FILE).is_file()):  # a resume keeps its run's config.yaml
+        OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
     _print_cpu_adjustments(cfg)
-    session = None
+    session = learner = None
     try:
         from coohoi.envs import make_env
 
         env = make_env(cfg)
-        session = TrainingSession(cfg, t, env, run_dir)
+        session = TrainingSession(cfg, t, env, run_dir, resume_epoch=resume_epoch)
         learner, _ = make_agent(cfg, env=env, on_epoch_end=session.epoch_end)
         learner.session = session
         if checkpoint:
             learner.restore(checkpoint, set_epoch=resume)
             print(f"{'resuming' if resume else 'starting from the weights of'} {checkpoint}"
                   + (f" at epoch {learner.epoch_num}" if resume else ""), flush=True)
+        session.recorded = (learner.epoch_num, learner.frame)
         session.start(learner)
         learner.train()
         print(f"checkpoint: {learner.last_checkpoint}\ntensorboard: {learner.summaries_dir}", flush=True)
         print(session.summary_line(), flush=True)
+    except KeyboardInterrupt:
+        return _save_interrupted(learner, session, overrides)
     finally:
         if session is not None:
             session.close()
     return 0
 
 
-__all__ = ["TrainingSession", "build_rlgames_params", "derive_minibatch_size", "format_progress", "make_agent",
-           "train"]
+def _save_interrupted(learner, session: TrainingSession | None, overrides) -> int:
+    """Ctrl-C: save nn/last.pth with the counters of the last epoch in metrics.jsonl (the interrupted epoch's
+    partial updates stay in the weights), print one line, and return 130. A second Ctrl-C while saving stops at
+    once (save_atomic leaves the previous nn/last.pth whole)."""
+    if session is None or session.recorded is None:
+        print("interrupted before training started: nothing saved", flush=True)
+        return EXIT_INTERRUPTED
+    learner.epoch_num, learner.frame = session.recorded
+    try:
+        path = save_last(learner)
+    except KeyboardInterrupt:
+        print(f"interrupted again while saving: {Path(learner.nn_dir) / LAST} is the previous save", flush=True)
+        return EXIT_INTERRUPTED
+    args = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("checkpoint", "resume")]
+    print(f"interrupted at epoch {learner.epoch_num}: saved {path}; resume with: coohoi train "
+          f"{shlex.join([*args, f'checkpoint={path}', 'resume=true'])}", flush=True)
+    return EXIT_INTERRUPTED
+
+
+__all__ = ["TrainingSession", "build_rlgames_params", "check_run_folder", "derive_minibatch_size", "format_progress",
+           "holds_run", "make_agent", "save_after_epoch", "save_last", "train"]

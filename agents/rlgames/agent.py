@@ -39,6 +39,7 @@ from coohoi.agents.amp_modules import (
 )
 from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, save_atomic
 from coohoi.agents.evaluation import training_episode_metrics
+from coohoi.agents.train import save_after_epoch, save_last
 
 # Style rewards are computed over the rollout in chunks of this many rows (bounds discriminator activations).
 STYLE_REWARD_CHUNK = 16384
@@ -86,6 +87,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.on_epoch_end = config.get("on_epoch_end")  # callable(agent, metrics dict) from coohoi.agents.train
         self.save_frequency = int(config.get("save_frequency", 0))
         self.snapshot_frequency = int(config.get("snapshot_frequency", 0))
+        self.keep_last = int(config.get("keep_last", 0))
         self.last_checkpoint = None
         self.rollout_threads = int(config.get("rollout_threads", 0))
         self.learn_threads = int(config.get("learn_threads", 0))
@@ -313,10 +315,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
             if self.on_epoch_end is not None:  # the session adds evaluation and curriculum metrics
                 stop = bool(self.on_epoch_end(self, metrics))
             self._log(metrics)
-            if self.save_frequency > 0 and epoch % self.save_frequency == 0:
-                self.save_last()
-            if self.snapshot_frequency > 0 and epoch % self.snapshot_frequency == 0:
-                self.save(f"{self.nn_dir}/epoch_{epoch:06d}.pth")
+            save_after_epoch(self, epoch)
             if stop or (self.max_frames != -1 and self.frame >= self.max_frames):
                 break
         self.save_last()
@@ -367,12 +366,14 @@ class AMPAgent(a2c_continuous.A2CAgent):
             state["session"] = self.session.state_dict()
         return state
 
-    def save(self, fn):
-        return save_atomic(self.get_full_state_weights(), fn)
+    def save(self, fn, **metadata):
+        """Write the full training state atomically; metadata joins the checkpoint's "coohoi" metadata."""
+        state = self.get_full_state_weights()
+        state["coohoi"].update(metadata)
+        return save_atomic(state, fn)
 
     def save_last(self):
-        self.last_checkpoint = self.save(f"{self.nn_dir}/last.pth")
-        return self.last_checkpoint
+        return save_last(self)
 
     def restore(self, fn, set_epoch=True):
         """Load a checkpoint. set_epoch=True resumes (optimizer, epoch and frame counters, normalisers, env state);
