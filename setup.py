@@ -54,7 +54,7 @@ setup(
         "onnxruntime>=1.18",  # `coohoi export` parity check and `coohoi eval` of exported policies
     ],
     extras_require={
-        "test": ["pytest>=8", "mujoco-warp>=4.0.0", "warp-lang>=1.9"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "mujoco-warp>=4.0.0", "warp-lang>=1.9"],
         "gpu": ["mujoco-warp>=4.0.0", "warp-lang>=1.9"],
         "plot": ["matplotlib>=3.7"],  # scripts/plot_learning.py
     },

@@ -2,14 +2,33 @@
 
 A checkpoint is rl-games' full training state (model with normalisers and discriminator, optimizer, epoch, frame,
 env state) plus "coohoi": metadata naming the task and the tensor sizes it was trained for.
+
+Loading never runs code from the file: torch.load with weights_only=True builds tensors, numbers, strings, containers
+and the numpy values in SAFE_GLOBALS only, and a pickle that names anything else (a function to call on load) is
+refused before it runs. Only torch's zip format is read (torch.save has written it since torch 1.6; the legacy format
+allocates the sizes it declares before reading them), with every record stored uncompressed, so nothing in the file
+expands beyond its size.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
+
+# Besides what weights_only allows by default: numpy scalars and arrays (stock rl-games keeps its best reward as a
+# numpy float32); their reconstruction builds data only. Object, void and variable-width string dtypes are left out.
+SAFE_GLOBALS = [np.ndarray, np.dtype, np._core.multiarray.scalar, np._core.multiarray._reconstruct,
+                *(getattr(np.dtypes, n) for n in dir(np.dtypes)
+                  if n.endswith("DType") and n not in ("ObjectDType", "VoidDType", "StringDType"))]
+# torch's weights_only messages wrap the reason in advice paragraphs; these lines are the advice.
+TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 class CheckpointError(ValueError):
@@ -32,19 +51,71 @@ def save_atomic(state: dict, path: str | os.PathLike) -> str:
     return str(path)
 
 
+def _check_archive(path: Path) -> None:
+    """Refuse a file that is not a torch zip archive of uncompressed records (torch.save writes nothing else)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a torch checkpoint (no zip archive: truncated, another "
+                              f"format, or torch's legacy format): {exc}") from exc
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED or record.file_size != record.compress_size or \
+                record.file_size > size:
+            raise CheckpointError(f"checkpoint {str(path)!r} is not a torch checkpoint: record {record.filename!r} is "
+                                  f"compressed or declares {record.file_size} bytes in a {size}-byte file")
+    if not any(r.filename.endswith("data.pkl") for r in records):
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a torch checkpoint: the zip archive has no data.pkl")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
+    """The saved state, read without running code from the file; a missing, empty, truncated, foreign or code-running
+    file raises CheckpointError naming the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    _check_archive(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = UNSAFE_GLOBAL.search(str(exc))
+        if unsafe:
+            raise CheckpointError(f"checkpoint {str(path)!r} refused: it asks to load {unsafe.group(1)}, which could "
+                                  "run code (a checkpoint holds tensors, numbers, strings and containers only)"
+                                  ) from exc
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (corrupted or not a torch checkpoint): "
+                              f"{_first_line(exc)}") from exc
     except Exception as exc:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read (corrupted or not a torch checkpoint): {exc}"
-        ) from exc
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (corrupted or not a torch checkpoint): "
+                              f"{_first_line(exc)}") from exc
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds no model weights (not a coohoi/rl-games checkpoint)")
+    bad = [key for key, value in _tensors(state["model"], "model") if value.is_floating_point() and
+           not bool(torch.isfinite(value).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or infinite weights in {', '.join(bad[:4])}"
+                              + (f" and {len(bad) - 4} more" if len(bad) > 4 else "") + " (training diverged)")
     return state
+
+
+def _tensors(value, key: str):
+    """(dotted key, tensor) of every tensor in nested dicts (the learners' model sections)."""
+    if isinstance(value, torch.Tensor):
+        yield key, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _tensors(v, f"{key}.{k}")
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception's reason as one line (torch's weights_only messages wrap it in paragraphs of advice)."""
+    lines = [line.strip() for line in str(exc).splitlines()
+             if line.strip() and not line.strip().startswith(TORCH_ADVICE)]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def check_model_fits(path, state: dict, model: torch.nn.Module, task_name: str | None = None) -> None:

@@ -221,6 +221,8 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     from coohoi.config import ConfigError
 
     for item in overrides:
+        if not item.split("=", 1)[0].lstrip("+~").strip():  # hydra's parser asserts on an empty key
+            raise ConfigError(f"{item!r}: a setting needs a key (KEY=VALUE)")
         if item.startswith("~"):
             raise ConfigError(f"{item}: settings cannot be deleted; set them instead (null where a setting allows it)")
         if re.match(r"\+*hydra[./]", item):  # hydra's compose API would drop them without a word

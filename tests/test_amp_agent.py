@@ -151,13 +151,13 @@ def test_bad_checkpoints_stop_with_clear_errors(tmp_path):
         agent.restore(str(tmp_path / "nope.pth"))
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint at all" * 10)
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="is not a torch checkpoint"):
         agent.restore(str(garbage))
     agent.train()
     good = open(agent.last_checkpoint, "rb").read()
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good[: len(good) // 2])
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="is not a torch checkpoint"):
         agent.restore(str(truncated))
     other, _ = _agent(tmp_path, "train.max_epochs=1", env=FakeTaskEnv(16, amp_history=3))
     with pytest.raises(CheckpointError, match=r"does not fit.*disc.*\(1024|does not fit.*disc"):

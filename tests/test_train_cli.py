@@ -125,7 +125,7 @@ def test_bad_checkpoints_stop_training_with_a_clear_error(tmp_path, capsys):
     corrupted = tmp_path / "corrupted.pth"
     corrupted.write_bytes(b"\x80\x02garbage" * 100)
     assert main([*common, f"checkpoint={corrupted}", "resume=true"]) == 2
-    assert "cannot be read" in capsys.readouterr().err
+    assert "is not a torch checkpoint" in capsys.readouterr().err
     # A checkpoint of another network (here: the fake test env's sizes) does not fit the locomotion policy.
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from fake_task_env import FakeTaskEnv

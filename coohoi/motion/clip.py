@@ -18,7 +18,9 @@ Velocities are not stored: the motion library takes finite differences. Loading 
 
 from __future__ import annotations
 
+import io
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,19 +30,42 @@ from coohoi import humanoid as hum
 
 CLIP_FORMAT = "coohoi-clip-1"
 _OPTIONAL = ("object_pos", "object_quat", "object_size", "contacts")
+# Largest array an .npz member may hold (an hour of dof_pos at 120 fps is 97 MB), and the bytes read to find its
+# header (numpy writes at most 64 KiB of header).
+MAX_ARRAY_BYTES = 1 << 30
+MAX_HEADER_BYTES = 1 << 17
 
 
 class MotionFormatError(ValueError):
     """A motion file that cannot be read as a clip; the message names the file and the problem."""
 
 
+def _check_members(path: Path) -> None:
+    """Refuse an .npz whose array headers declare more than their members hold, or more than MAX_ARRAY_BYTES, before
+    numpy allocates what they declare."""
+    from coohoi.motion.importers.safe_load import check_declared_size, read_npy_header
+
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                header = io.BytesIO(member.read(MAX_HEADER_BYTES))
+            source = f"{path}: member {info.filename!r}"
+            shape, dtype = read_npy_header(header, source)
+            check_declared_size(shape, dtype, min(info.file_size - header.tell(), MAX_ARRAY_BYTES), source)
+
+
 def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
     """Every array of an .npz file, never unpickling; an unreadable file raises MotionFormatError naming it."""
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise MotionFormatError(f"{path}: not a readable {what} ({exc})") from exc
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        if isinstance(exc, MotionFormatError):
+            raise
+        raise MotionFormatError(f"{path}: not a readable {what} ({' '.join(str(exc).split())[:200]})") from exc
 
 
 @dataclass
@@ -110,6 +135,11 @@ class MotionClip:
         missing = [k for k in ("fps", "root_pos", "root_quat", "dof_pos") if k not in contents]
         if missing:
             raise MotionFormatError(f"{path}: missing keys {missing}")
+        not_real = [k for k in ("fps", "root_pos", "root_quat", "dof_pos", *_OPTIONAL)
+                    if k in contents and np.asarray(contents[k]).dtype.kind not in "biuf"]
+        if not_real:
+            raise MotionFormatError(f"{path}: {', '.join(not_real)} must hold real numbers, got dtype "
+                                    f"{', '.join(str(np.asarray(contents[k]).dtype) for k in not_real)}")
         as_float = lambda k: np.asarray(contents[k], dtype=np.float64) if k in contents else None  # noqa: E731
         try:
             clip = cls(
@@ -118,5 +148,5 @@ class MotionClip:
                 **{k: as_float(k) for k in _OPTIONAL},
             )
         except (TypeError, ValueError) as exc:
-            raise MotionFormatError(f"{path}: non-numeric data ({exc})") from exc
+            raise MotionFormatError(f"{path}: non-numeric data ({' '.join(str(exc).split())[:200]})") from exc
         return clip.validate(str(path))

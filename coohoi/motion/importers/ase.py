@@ -33,6 +33,13 @@ from coohoi.rotations import normalize, quat_conjugate, quat_mul
 
 ASE_CLASS_NAME = "SkeletonMotion"
 REQUIRED_KEYS = ("rotation", "root_translation", "skeleton_tree", "fps")
+SHOWN_CHARS = 60  # of a wrong value, in a message
+
+
+def _shown(value) -> str:
+    """A value as one short line, for a message."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 def _array(d, key: str, source: str) -> np.ndarray:
@@ -52,7 +59,7 @@ def load_ase_dict(path: str | Path) -> dict:
     if not isinstance(d, dict):
         raise MotionFormatError(f"{path}: expected a SkeletonMotion dictionary, got {type(d).__name__}")
     if "__name__" in d and str(d["__name__"]) != ASE_CLASS_NAME:
-        raise MotionFormatError(f"{path}: holds a {d['__name__']!r}, not a {ASE_CLASS_NAME}")
+        raise MotionFormatError(f"{path}: holds a {_shown(d['__name__'])}, not a {ASE_CLASS_NAME}")
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
         raise MotionFormatError(f"{path}: missing keys {missing}")
@@ -62,7 +69,11 @@ def load_ase_dict(path: str | Path) -> dict:
 def _body_map(tree: dict, source: str) -> tuple[list[int], list[str]]:
     """Index in the file of each of our bodies, and the file's extra bodies; refuses a skeleton that lacks one of
     ours or whose tree connects ours differently."""
-    names = [str(n) for n in tree["node_names"]]
+    node_names = tree["node_names"]
+    if not isinstance(node_names, (list, tuple)) and not (isinstance(node_names, np.ndarray) and node_names.ndim == 1):
+        raise MotionFormatError(f"{source}: skeleton 'node_names' must be a list of names, "
+                                f"got {type(node_names).__name__}")
+    names = [str(n) for n in node_names]
     missing = [n for n in hum.BODY_NAMES if n not in names]
     if missing:
         raise MotionFormatError(f"{source}: skeleton lacks bodies {missing} of the 15-body AMP humanoid "
@@ -115,7 +126,7 @@ def import_ase(path: str | Path, loop: bool = False, name: str | None = None,
     try:
         fps = float(np.asarray(d["fps"]).item())
     except (TypeError, ValueError) as exc:
-        raise MotionFormatError(f"{source}: 'fps' must be a number, got {d['fps']!r}") from exc
+        raise MotionFormatError(f"{source}: 'fps' must be a number, got {_shown(d['fps'])}") from exc
     if settings is not None and settings.fps is not None:  # the given frame rate replaces the file's
         notes.append(f"frame rate set to {float(settings.fps):g} fps (the file says {fps:g})")
         fps = float(settings.fps)
@@ -123,7 +134,10 @@ def import_ase(path: str | Path, loop: bool = False, name: str | None = None,
         raise MotionFormatError(f"{source}: 'fps' must be positive, got {fps}")
 
     quats = normalize(torch.from_numpy(rotation[..., [3, 0, 1, 2]]))  # xyzw -> wxyz
-    is_local = bool(np.asarray(d.get("is_local", True)).item())
+    try:
+        is_local = bool(np.asarray(d.get("is_local", True)).item())
+    except (TypeError, ValueError) as exc:
+        raise MotionFormatError(f"{source}: 'is_local' must be true or false, got {_shown(d['is_local'])}") from exc
     if not is_local:  # global body rotations: local = parent^-1 * child, with our parents
         parents = _skeleton()[0]
         local = quats.clone()

@@ -61,6 +61,7 @@ OWN_SKELETON_TOLERANCE = 1e-4
 HINGE_CHANNELS = {"y": (("Xrotation", "Zrotation", "Yrotation"), (1.0, -1.0, 1.0)),
                   "z": (("Xrotation", "Yrotation", "Zrotation"), (1.0, 1.0, 1.0))}
 POSITION_CHANNELS = ["Xposition", "Yposition", "Zposition"]
+MAX_DEPTH = 200  # joints nested deeper than this are refused (the parser recurses; real rigs nest about 10 deep)
 
 
 @dataclass
@@ -138,8 +139,10 @@ def parse_bvh(path: str | Path) -> Bvh:
     joints: list[BvhJoint] = []
     num_channels = 0
 
-    def parse_joint(name: str, parent: int, is_end: bool = False) -> None:
+    def parse_joint(name: str, parent: int, is_end: bool = False, depth: int = 0) -> None:
         nonlocal num_channels
+        if depth > MAX_DEPTH:
+            fail(f"joint {name} is nested too deep (more than {MAX_DEPTH} levels)")
         expect("{")
         expect("OFFSET")
         offset = np.array([number("OFFSET") for _ in range(3)])
@@ -151,7 +154,7 @@ def parse_bvh(path: str | Path) -> Bvh:
             return
         expect("CHANNELS")
         count_tok = take("channel count")
-        if not count_tok.isdigit() or not 0 < int(count_tok) <= 6:
+        if not (count_tok.isascii() and count_tok.isdigit()) or not 0 < int(count_tok) <= 6:
             fail(f"joint {name}: bad channel count {count_tok!r}")
         joint.channels = [take("channel name") for _ in range(int(count_tok))]
         bad = [c for c in joint.channels if c not in VALID_CHANNELS]
@@ -164,10 +167,10 @@ def parse_bvh(path: str | Path) -> Bvh:
             if tok == "}":
                 return
             if tok == "JOINT":
-                parse_joint(take("joint name"), me)
+                parse_joint(take("joint name"), me, depth=depth + 1)
             elif tok == "End":
                 expect("Site")
-                parse_joint(f"{name}/end", me, is_end=True)
+                parse_joint(f"{name}/end", me, is_end=True, depth=depth + 1)
             else:
                 fail(f"joint {name}: unexpected {tok!r}")
 
@@ -179,14 +182,14 @@ def parse_bvh(path: str | Path) -> Bvh:
     expect("MOTION")
     expect("Frames:")
     frames_tok = take("frame count")
-    if not frames_tok.isdigit() or int(frames_tok) < 2:
+    if not (frames_tok.isascii() and frames_tok.isdigit()) or int(frames_tok) < 2:
         fail(f"need at least 2 frames, found Frames: {frames_tok}")
     num_frames = int(frames_tok)
     expect("Frame")
     expect("Time:")
     frame_time = number("Frame Time")
-    if frame_time <= 0:
-        fail(f"Frame Time must be positive, got {frame_time}")
+    if frame_time <= 0 or not np.isfinite(1.0 / frame_time):
+        fail(f"Frame Time must be positive and give a finite frame rate, got {frame_time}")
     values = tokens[pos:]
     expected = num_frames * num_channels
     if len(values) < expected:

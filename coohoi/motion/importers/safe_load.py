@@ -8,7 +8,9 @@ lookup. Anything else is refused before it is called.
 from __future__ import annotations
 
 import io
+import math
 import pickle
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,26 @@ def restricted_loads(data: bytes, source: str = "data"):
         raise MotionFormatError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc})") from exc
 
 
+def read_npy_header(stream, source: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy stream, leaving it at the array data."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    except (ValueError, SyntaxError, EOFError, TypeError, tokenize.TokenError) as exc:  # a damaged header
+        raise MotionFormatError(f"{source}: not a .npy file ({' '.join(str(exc).split())[:200]})") from exc
+    return shape, dtype
+
+
+def check_declared_size(shape: tuple[int, ...], dtype: np.dtype, available: int, source: str) -> None:
+    """Refuse an array whose header declares more bytes than the file holds, before anything allocates them (numpy
+    allocates the declared size, then reads)."""
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > available:
+        raise MotionFormatError(f"{source}: declares an array of shape {shape} ({declared} bytes) but holds "
+                                f"{available} bytes of data")
+
+
 def load_npy(path: str | Path):
     """The content of a `.npy` file: a plain array, or for object arrays the restricted-unpickled object
     (`.item()` of a 0-d object array, as `np.save(dict)` writes)."""
@@ -63,13 +85,9 @@ def load_npy(path: str | Path):
     except OSError as exc:
         raise MotionFormatError(f"{path}: cannot read ({exc})") from exc
     stream = io.BytesIO(raw)
-    try:
-        version = np.lib.format.read_magic(stream)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        _, _, dtype = read_header(stream)
-    except (ValueError, SyntaxError, EOFError) as exc:
-        raise MotionFormatError(f"{path}: not a .npy file ({exc})") from exc
+    shape, dtype = read_npy_header(stream, str(path))
     if not dtype.hasobject:
+        check_declared_size(shape, dtype, len(raw) - stream.tell(), str(path))
         try:
             return np.load(io.BytesIO(raw), allow_pickle=False)
         except (ValueError, EOFError, OSError) as exc:
