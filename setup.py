@@ -34,8 +34,10 @@ setup(
         "coohoi.assets": ["mjcf/*.xml", "motions/*.npz", "motions/*.yaml"],
     },
     install_requires=[
-        # torch is pinned: an unpinned torch pulls a multi-GB CUDA build. GPU users install their CUDA torch first.
-        "torch==2.13.0",
+        # A lower bound only, so that installing coohoi keeps a GPU user's CUDA torch. On a CPU machine name the CPU
+        # build with the install (README: `pip install -e . torch==2.13.0`): a bare torch pulls a multi-GB CUDA build.
+        # 2.5: torch.serialization.safe_globals, which checkpoint loading uses.
+        "torch>=2.5",
         "numpy>=1.26",
         "mujoco>=4.0.0",
         "gymnasium>=1.0",
