@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from coohoi.config import (NON_NEGATIVE, OBJECT_KINDS, POSITIVE, UNIT, ConfigError, at_least, check_finite,
+from coohoi.config import (NON_NEGATIVE, OBJECT_KINDS, OPEN_UNIT, POSITIVE, UNIT, ConfigError, at_least, check_finite,
                            check_ranges, one_of)
 from coohoi.config import to_dataclass as core_to_dataclass
 
@@ -278,7 +278,6 @@ class WandbConfig:
 
 # The range rules of each config (coohoi.config.check_ranges: space-separated keys, rule). Run at composition by
 # coohoi.cli, so that a value that cannot work stops before anything is built.
-OPEN_UNIT = (lambda v: 0 < v <= 1, "in (0, 1]")
 UNITS = (lambda v: len(v) > 0 and all(u >= 1 for u in v), "a non-empty list of sizes >= 1")
 TRAIN_RULES = [
     ("algo", one_of(ALGOS)), ("max_epochs", (lambda v: v >= 1 or v == -1, ">= 1 (or -1: no limit)")),

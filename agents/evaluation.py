@@ -144,15 +144,20 @@ class ProgressBar:
         self.stream.write("\n")
 
 
-def eval_overrides(settings) -> list[str]:
-    """The task settings that eval's shorthands stand for (object kind, a fixed team size)."""
+def with_shorthands(cfg, overrides: list[str]):
+    """The config and command line with eval's shorthands (eval.object_kind, eval.team_size) applied as the task
+    settings they stand for (shared by `coohoi eval` and its --cfg)."""
+    from coohoi.agents.config import section_config
+    from coohoi.agents.policy import apply_overrides
+
+    settings = section_config("eval", cfg.eval)
     extra = []
     if settings.object_kind is not None:
         extra.append(f"task.scene.object.kind={settings.object_kind}")
     if settings.team_size is not None:
         n = int(settings.team_size)
         extra += [f"task.env.team_size_range=[{n},{n}]", f"task.scene.num_humanoids={n}"]
-    return extra
+    return apply_overrides(cfg, extra), [*overrides, *extra]
 
 
 def run_episodes(env, act, episodes: int, seed: int, progress=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -209,12 +214,10 @@ def evaluate_command(cfg, overrides: list[str] = ()) -> int:
 
     from coohoi.agents.config import section_config
     from coohoi.agents.play import policy_and_env
-    from coohoi.agents.policy import apply_overrides
 
     settings = section_config("eval", cfg.eval)
-    extra = eval_overrides(settings)
-    cfg, env, act, policy = policy_and_env(apply_overrides(cfg, extra), [*overrides, *extra], settings.policy,
-                                           settings.deterministic)
+    cfg, overrides = with_shorthands(cfg, list(overrides))
+    cfg, env, act, policy = policy_and_env(cfg, overrides, settings.policy, settings.deterministic)
     if settings.out:
         out = Path(settings.out)
     elif policy is not None:  # beside the policy: runs/<experiment>/nn/last_eval_<task>/

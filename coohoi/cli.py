@@ -258,12 +258,9 @@ def run_config(command: str, cfg: DictConfig, overrides: list[str]) -> DictConfi
     shorthands (eval.object_kind, eval.team_size) as the task settings they stand for."""
     section = cfg.get(command)
     if command == "eval":
-        from coohoi.agents.config import section_config
-        from coohoi.agents.evaluation import eval_overrides
-        from coohoi.agents.policy import apply_overrides
+        from coohoi.agents.evaluation import with_shorthands
 
-        extra = eval_overrides(section_config("eval", section))
-        cfg, overrides = apply_overrides(cfg, extra), [*overrides, *extra]
+        cfg, overrides = with_shorthands(cfg, overrides)
     if command in POLICY_COMMANDS and cfg.get("checkpoint") and section.get("policy", "checkpoint") == "checkpoint":
         from coohoi.agents.policy import load_policy, policy_run_config
 

@@ -85,6 +85,7 @@ Rule = tuple[Callable[[Any], bool], str]
 POSITIVE: Rule = (lambda v: v > 0, "> 0")
 NON_NEGATIVE: Rule = (lambda v: v >= 0, ">= 0")
 UNIT: Rule = (lambda v: 0 <= v <= 1, "in [0, 1]")
+OPEN_UNIT: Rule = (lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 def at_least(low: float) -> Rule:

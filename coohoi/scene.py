@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 
 from coohoi import humanoid as hum
-from coohoi.config import (HAND_SHAPES, NON_NEGATIVE, POSITIVE, ConfigError, SceneConfig, at_least,
+from coohoi.config import (HAND_SHAPES, NON_NEGATIVE, OPEN_UNIT, POSITIVE, ConfigError, SceneConfig, at_least,
                            check_ranges, each, one_of, span)
 from coohoi.objects import ObjectConfigError, ObjectInfo, add_object, resolve_size
 
@@ -111,7 +111,7 @@ SCENE_RULES = [
     ("object.size", each(POSITIVE)), ("object.mass", POSITIVE),
     ("object.friction", NON_NEGATIVE), ("object.mass_scale_range", span(POSITIVE)),
     # the model is compiled at full size: worlds can only shrink the object
-    ("object.size_scale_range", span((lambda v: 0 < v <= 1, "in (0, 1]"))),
+    ("object.size_scale_range", span(OPEN_UNIT)),
 ]
 
 
