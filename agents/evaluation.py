@@ -31,8 +31,9 @@ EARLY_EXIT_CHECK = 10
 
 def training_episode_metrics(summary: dict[str, float]) -> dict[str, float]:
     """The env's episode_summary() as both learners log it: episodes/<metric>, the episode length as
-    episodes/length (faulted episodes left out)."""
-    return {f"episodes/{'length' if k == 'episode_length' else k}": v for k, v in summary.items()}
+    episodes/length (faulted episodes left out), and the fault counts as they are (faults/<kind>)."""
+    return {k if k.startswith("faults/") else f"episodes/{'length' if k == 'episode_length' else k}": v
+            for k, v in summary.items()}
 
 
 def zero_action(env) -> Act:

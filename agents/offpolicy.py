@@ -39,6 +39,7 @@ from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_prove
 from coohoi.agents.config import TrainConfig
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
+from coohoi.envs.contract import faulted_rows
 from coohoi.agents.train import save_after_epoch, save_last
 
 
@@ -176,9 +177,8 @@ class OffPolicyAMP:
         """Store one env step of every row and update the normalisers."""
         ended = terminated | truncated
         newest = info["amp_obs"][:, :self.frame_size]
-        faulted = info["faulted"].repeat_interleave(self.rows // info["faulted"].shape[0])
         self.replay.add(obs, action, reward, info["final_obs"], terminated, ended, newest,
-                        self.env.amp_hist, faulted)
+                        self.env.amp_hist, faulted_rows(info))
         if self.c.obs_normalization:
             self.obs_norm.update(obs)
         self.amp_norm.update(info["amp_obs"])

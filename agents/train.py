@@ -314,6 +314,7 @@ def format_progress(metrics: dict[str, float], max_epochs: int) -> str:
         f" steps/s | task {get('rewards/task_per_step', '.3f')} | style {get('rewards/style_per_step', '.3f')}"
         f" | ep len {get('episodes/length', '.1f')} | success {get('episodes/success_rate', '.1f', 100.0)}%"
         f" | disc acc {get('amp/demo_accuracy', '.2f')}/{get('amp/policy_accuracy', '.2f')}"
+        f" | faults {sum(v for k, v in metrics.items() if k.startswith('faults/')):.0f}"
         f" | frames {metrics['frames']}"
     )
     if "assist/level" in metrics and metrics["assist/level"] > 0:

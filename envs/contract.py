@@ -58,6 +58,12 @@ INFO_FAULTED = "faulted"
 # [rows, num_obs] (only with env.keep_final_obs = True): the policy observation of the state reached, before any
 # reset, for learners that bootstrap time-outs; zeros for faulted worlds.
 INFO_FINAL_OBS = "final_obs"
+def faulted_rows(info: dict) -> torch.Tensor:
+    """[rows] bool: info[INFO_FAULTED] per row (every humanoid of a faulted world)."""
+    faulted, rows = info[INFO_FAULTED], info[INFO_AGENT_MASK].shape[0]
+    return faulted.repeat_interleave(rows // faulted.shape[0])
+
+
 INFO_KEYS = (INFO_AMP_OBS, INFO_OBSERVATIONS, INFO_AGENT_MASK, INFO_REWARD_TERMS, INFO_TERMINATED_REASONS,
              INFO_EPISODE_METRICS, INFO_FAULTED)
 

@@ -15,8 +15,8 @@ A step has fixed shapes and never synchronises with the host on the GPU engine (
 host memory, skips the resets when nothing ended): environments that end are reset by mask from a pool of
 pre-sampled start states, redrawn every START_POOL_REFILL_STEPS steps. Drawing starts has a fixed cost (about 3 ms
 on the CPU) and a cost per start (reference starts about 0.04 ms each: the clip's state and AMP history), so one
-batch per period beats a small one per step, and a pool that environments take from in turn needs far fewer
-starts than one reserved per environment.
+batch per period beats a small one per step. Each environment takes its own starts of the pool, so that what one
+environment does (a fault, an early fall) never changes another's next start.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 from coohoi import humanoid as hum
 from coohoi.config import EngineConfig, SceneConfig
 from coohoi.engine import make_engine
-from coohoi.engine.base import HumanoidState, ObjectState, SimState
+from coohoi.engine.base import FAULT_KINDS, HumanoidState, ObjectState, SimState
 from coohoi.envs.assist import assist_wrench
 from coohoi.envs.config import HumanoidEnvConfig, resolve_dataset_path, validate_humanoid_config
 from coohoi.envs.contract import (
@@ -56,12 +56,15 @@ from coohoi.rotations import quat_mul, quat_rotate, yaw_quat
 
 log = logging.getLogger(__name__)
 
+# What episode_summary counts as faults/<name>: the engine's fault kinds, then non-finite actions.
+FAULT_COUNTS = (*FAULT_KINDS, "nonfinite_actions")
+
 # The start pool holds START_POOL_SIZE starts per environment and is redrawn every START_POOL_REFILL_STEPS steps;
-# the environments that end take its next unused starts in turn. Untrained AMP-locomotion episodes (about 1 s)
-# end 9 per step at 256 environments: 300 of the pool's 512 starts per period. If more end within a period the
-# pool is used again from its first start (counted: reused_starts in episode_summary()). Measured on the 2-core
-# CPU (scripts/profile_epoch.py, AMP-locomotion training, 256 environments): resets take 1.8 ms per step, against
-# 3.7 ms with two starts reserved per environment and a redraw every 8 steps.
+# an environment that ends takes its next own start. Untrained AMP-locomotion episodes last about 1 s (30 steps),
+# about one per environment per period; an environment that ends more often within a period takes its first start
+# again (counted: reused_starts in episode_summary()). Measured on the 2-core CPU (scripts/profile_epoch.py,
+# AMP-locomotion training, 256 environments): resets take 1.8 ms per step at this size and period, against 3.7 ms
+# with a redraw every 8 steps.
 START_POOL_SIZE = 2
 START_POOL_REFILL_STEPS = 32
 AMP_ROOT_HEIGHT = 0  # amp_features' first feature is the root height (a lifted start lifts its history with it)
@@ -188,13 +191,16 @@ class HumanoidEnv:
         self.amp_hist = torch.zeros(self.num_rows, self.amp_history, AMP_FEATURE_SIZE, dtype=torch.float32,
                                     device=self.device)  # in the discriminator's precision
         self._pool: StartPool | None = None
-        self._pool_used = torch.zeros((), dtype=torch.long, device=self.device)  # starts taken since the redraw
+        self._pool_used = torch.zeros(n, dtype=torch.long, device=self.device)  # starts taken since the redraw
+        self._pool_first = torch.arange(n, device=self.device) * START_POOL_SIZE  # each environment's first start
         self._steps = 0
         self._episode_keys: list[str] = []  # the metrics of step()'s info["episode_metrics"], in order
         self._episode_totals: torch.Tensor | None = None  # [2, num_metrics]: sums and counts over ended episodes
-        self._fault_counts = {k: torch.zeros((), dtype=torch.long, device=self.device)
-                              for k in ("unstable", "nonfinite_actions", "reused_starts")}
-        self.unstable_resets_total = 0
+        # Per epoch (episode_summary): worlds reset for each engine fault kind and for non-finite actions, and starts
+        # taken a second time from an exhausted start pool.
+        self._fault_counts = torch.zeros(len(FAULT_COUNTS) + 1, dtype=torch.long, device=self.device)
+        self._fault_codes = torch.arange(1, len(FAULT_COUNTS) + 1, device=self.device)
+        self.faults_total = 0  # worlds reset for a fault (either cause) since the env was built
         self.assist = None  # envs.assist.AssistConfig-like settings, from set_assist()
         self.assist_level = 0.0
 
@@ -347,18 +353,14 @@ class HumanoidEnv:
         self._pool_used.zero_()
 
     def _reset_ended(self, ended: torch.Tensor) -> None:
-        """Reset the environments in `ended` from the start pool's next unused starts (no host sync)."""
+        """Reset the environments in `ended` from their next own starts of the pool (no host sync)."""
         if self._pool is None or self._steps % START_POOL_REFILL_STEPS == 0:
             self._refill_pool()
         if self.engine.host_state and not bool(ended.any()):  # a free check on the CPU engine
             return
-        size = START_POOL_SIZE * self.num_envs
-        taken = torch.cumsum(ended.long(), 0)  # the k-th ending environment takes the pool's k-th unused start
-        index = (self._pool_used + taken - 1) % size
-        self._apply_starts(ended, self._pool.take(index))
-        used = self._pool_used + taken[-1]
-        self._fault_counts["reused_starts"] += (used - size).clamp(min=0) - (self._pool_used - size).clamp(min=0)
-        self._pool_used = used
+        self._apply_starts(ended, self._pool.take(self._pool_first + self._pool_used % START_POOL_SIZE))
+        self._fault_counts[-1] += (ended & (self._pool_used >= START_POOL_SIZE)).sum()
+        self._pool_used += ended
 
     def reset_envs(self, env_ids, reference=None) -> None:
         """Start new episodes in the given environments (the others are untouched).
@@ -564,8 +566,8 @@ class HumanoidEnv:
         metrics.update({f"{name}_rate": v.to(torch.float32) for name, v in reasons.items()})
         metrics.update(self._episode_metrics())
         self._record_episodes(ended & ~faulted, metrics)
-        self._fault_counts["unstable"] += e.unstable.sum()
-        self._fault_counts["nonfinite_actions"] += bad_action_env.sum()
+        kinds = torch.where(bad_action_env & ~e.unstable, len(FAULT_KINDS) + 1, e.fault_kind)
+        self._fault_counts[:-1] += (kinds[:, None] == self._fault_codes).sum(dim=0)  # no host sync, unlike bincount
 
         info = {INFO_AMP_OBS: amp_obs, INFO_REWARD_TERMS: terms, INFO_EPISODE_METRICS: metrics,
                 INFO_FAULTED: faulted, INFO_AGENT_MASK: active,
@@ -592,25 +594,25 @@ class HumanoidEnv:
 
     def episode_summary(self) -> dict[str, float]:
         """Means over the episodes that ended since the last call (e.g. one epoch); metrics that apply only to
-        some episodes (precision: successes) average over those. Also num_episodes and the environments reset
-        because their physics failed (unstable_resets) or their actions were not finite (nonfinite_action_resets),
-        which are logged as warnings, and the starts taken a second time from an exhausted start pool
-        (reused_starts). One host synchronisation, and the engine's own fault check (engine.check_faults)."""
+        some episodes (precision: successes) average over those. Also num_episodes; faults/<kind>, the environments
+        reset for each physics fault (coohoi.engine.base.FAULT_KINDS, counted once under the first that applies) and
+        for non-finite actions (faults/nonfinite_actions), logged as a warning; and the starts taken a second time
+        from an exhausted start pool (reused_starts). One host synchronisation, and the engine's own fault check
+        (engine.check_faults)."""
         keys = self._episode_keys if self._episode_totals is not None else []
         totals = self._episode_totals.flatten() if keys else torch.zeros(0, dtype=torch.float64, device=self.device)
-        faults = torch.stack(list(self._fault_counts.values())).to(torch.float64)
-        values = torch.cat((totals, faults)).tolist()
+        values = torch.cat((totals, self._fault_counts.to(torch.float64))).tolist()
         sums, counts = values[:len(keys)], values[len(keys):2 * len(keys)]
-        unstable, nonfinite, reused = values[2 * len(keys):]
+        faults, reused = values[2 * len(keys):-1], values[-1]
         out = {"num_episodes": counts[keys.index("episode_length")] if "episode_length" in keys else 0.0}
         out.update({k: s / c for k, s, c in zip(keys, sums, counts) if c > 0})
-        out["unstable_resets"], out["nonfinite_action_resets"], out["reused_starts"] = unstable, nonfinite, reused
-        if unstable or nonfinite:
-            self.unstable_resets_total += int(unstable)
-            log.warning("reset %d environment(s) whose physics became unstable and %d whose actions were not finite "
-                        "(%d unstable so far)", unstable, nonfinite, self.unstable_resets_total)
+        out.update({f"faults/{k}": v for k, v in zip(FAULT_COUNTS, faults)})
+        out["reused_starts"] = reused
+        if any(faults):
+            self.faults_total += int(sum(faults))
+            log.warning("reset environments for faults: %s (%d since the start)",
+                        ", ".join(f"{int(v)} {k}" for k, v in zip(FAULT_COUNTS, faults) if v), self.faults_total)
         self.engine.check_faults()
         self._episode_totals = None
-        for v in self._fault_counts.values():
-            v.zero_()
+        self._fault_counts.zero_()
         return out

@@ -92,8 +92,8 @@ def test_nonfinite_actions_reset_their_world_and_are_counted(env, caplog):
     assert torch.isfinite(env.engine.pd_targets).all()
     with caplog.at_level("WARNING"):
         summary = env.episode_summary()
-    assert summary["nonfinite_action_resets"] == 1.0 and summary["num_episodes"] == 0.0
-    assert "not finite" in caplog.text
+    assert summary["faults/nonfinite_actions"] == 1.0 and summary["num_episodes"] == 0.0
+    assert "1 nonfinite_actions" in caplog.text
     with pytest.raises(ValueError, match="shape"):
         env.step(torch.zeros(N, 27))
 
@@ -165,19 +165,20 @@ def test_subset_auto_reset(env):
     assert env.episode_summary()["num_episodes"] == 0.0
 
 
-def test_ending_environments_take_the_start_pool_in_turn_and_reuse_is_counted(env):
-    """The k-th environment to end takes the pool's k-th unused start; past the pool's end (START_POOL_SIZE
-    starts per environment) starts are taken again from its first and counted as reused_starts."""
+def test_each_ending_environment_takes_its_own_next_start_and_reuse_is_counted(env):
+    """Environment i owns the pool's starts i * START_POOL_SIZE ... (i + 1) * START_POOL_SIZE - 1 and takes them in
+    turn, so that one environment's resets never change another's starts; past its own, it takes its first again,
+    counted as reused_starts."""
     env.reset()
     env.episode_summary()
     env._refill_pool()
     pool_root = env._pool.take(torch.arange(START_POOL_SIZE * N)).humanoid.root_pos[:, 0]
-    assert pool_root.shape[0] == START_POOL_SIZE * N == 8
-    env._reset_ended(torch.tensor([False, True, False, True]))  # takes starts 0 and 1
-    assert torch.equal(env.engine.root_pos[[1, 3], 0], pool_root[[0, 1]])
+    assert START_POOL_SIZE == 2 and pool_root.shape[0] == START_POOL_SIZE * N == 8
+    env._reset_ended(torch.tensor([False, True, False, True]))  # their first starts: 2 and 6
+    assert torch.equal(env.engine.root_pos[[1, 3], 0], pool_root[[2, 6]])
     for _ in range(2):
-        env._reset_ended(torch.ones(N, dtype=torch.bool))  # starts 2-5, then 6, 7, 0, 1
-    assert torch.equal(env.engine.root_pos[:, 0], pool_root[[6, 7, 0, 1]])
+        env._reset_ended(torch.ones(N, dtype=torch.bool))  # 0, 3, 4, 7; then 1, 2 (again), 5, 6 (again)
+    assert torch.equal(env.engine.root_pos[:, 0], pool_root[[1, 2, 5, 6]])
     assert env.episode_summary()["reused_starts"] == 2.0 and env.episode_summary()["reused_starts"] == 0.0
 
 
@@ -244,7 +245,7 @@ def test_unstable_world_is_reset_and_counted(env, caplog, monkeypatch):
         return failed
 
     monkeypatch.setattr(engine, "_step_physics", blow_up_world_0)
-    total = env.unstable_resets_total
+    total = env.faults_total
     env.episode_summary()
     obs, rew, term, trunc, info = env.step(torch.zeros(N, 28))
     monkeypatch.undo()
@@ -254,8 +255,9 @@ def test_unstable_world_is_reset_and_counted(env, caplog, monkeypatch):
     assert torch.isfinite(engine._qvel).all() and env.progress[0].item() == 0
     with caplog.at_level("WARNING"):  # counted on the device, logged once per epoch
         summary = env.episode_summary()
-    assert summary["unstable_resets"] == 1.0 and env.unstable_resets_total == total + 1
-    assert "unstable" in caplog.text
+    assert summary["faults/nonfinite"] == 1.0 and env.faults_total == total + 1
+    assert summary["faults/velocity"] == summary["faults/penetration"] == summary["faults/overflow"] == 0.0
+    assert "1 nonfinite" in caplog.text
     assert summary["num_episodes"] == 0.0  # a blown-up episode is not a result
 
 

@@ -13,6 +13,7 @@ import torch
 from coohoi import humanoid as hum
 from coohoi.config import EngineConfig, ObjectConfig, SceneConfig
 from coohoi.engine import EngineConfigError, make_engine
+from coohoi.engine.base import FAULT_KINDS
 from coohoi.scene import SceneConfigError, build_scene
 
 # Reference humanoid (reference.md §1).
@@ -270,15 +271,42 @@ def test_nan_pd_targets_are_refused():
         engine.set_pd_targets(targets)
 
 
-def test_blown_up_world_is_flagged_unstable():
-    engine = make_engine(SceneConfig(), EngineConfig(num_envs=3, nthread=1, max_speed=50.0))
-    state = engine.default_state(3)
-    state.humanoid.dof_vel[1, 0, :] = 1e6  # MuJoCo itself resets this world (bad accelerations)
-    state.humanoid.root_lin_vel[2, 0] = torch.tensor([0.0, 0.0, 80.0])  # faster than engine.max_speed
+def test_each_physics_fault_is_flagged_with_its_kind(monkeypatch):
+    """Worlds 0-4: NaN state, faster than max_speed, a box sunk 0.5 m (pushed up to 0.14 m within the step, still
+    deeper than max_penetration), a world the engine reports failed, a healthy one. FAULT_KINDS order."""
+    engine = make_engine(SceneConfig(), EngineConfig(num_envs=5, nthread=1, max_speed=50.0, max_penetration=0.1))
+    state = engine.default_state(5)
+    state.humanoid.root_pos[0, 0, 2] = math.nan
+    state.humanoid.root_lin_vel[1, 0] = torch.tensor([0.0, 0.0, 80.0])
+    state.object.pos[2, 2] -= 0.5
     engine.reset(None, state)
+    assert engine.ground_penetration()[2].item() == pytest.approx(0.5)
+    physics_step = engine._step_physics
+
+    def world_3_fails():
+        failed = physics_step()
+        return torch.tensor([False, False, False, True, False]) | (False if failed is None else failed)
+
+    monkeypatch.setattr(engine, "_step_physics", world_3_fails)
     engine.step()
-    assert engine.unstable.tolist() == [False, True, True]
-    engine.reset([1, 2], engine.default_state(2))
-    assert not engine.unstable.any()
+    monkeypatch.undo()
+    assert FAULT_KINDS == ("nonfinite", "velocity", "penetration", "overflow")
+    assert engine.fault_kind.tolist() == [1, 2, 3, 4, 0]
+    assert engine.unstable.tolist() == [True, True, True, True, False]
+    engine.reset([0, 1, 2, 3], engine.default_state(4))
+    assert not engine.unstable.any() and not engine.fault_kind.any()
     engine.step()
     assert not engine.unstable.any()
+
+
+def test_ground_penetration_of_a_tilted_box_is_its_lowest_corner():
+    """A 0.5 m box (half extents 0.25) turned 45 degrees about x with its centre at z = 0.3: its lowest edge is at
+    0.3 - 0.25 sqrt(2) = -0.0536 m (the humanoid stands clear, 0.1 mm into its soft contacts at most)."""
+    engine = make_engine(SceneConfig(), EngineConfig(num_envs=2, nthread=1))
+    state = engine.default_state(2)
+    state.object.pos[1, 2] = 0.3
+    state.object.quat[1] = torch.tensor([math.cos(math.pi / 8), math.sin(math.pi / 8), 0.0, 0.0])
+    engine.reset(None, state)
+    depth = engine.ground_penetration()
+    assert depth[1].item() == pytest.approx(0.25 * math.sqrt(2) - 0.3, abs=1e-6)
+    assert depth[0].item() < 1e-3

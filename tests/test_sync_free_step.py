@@ -63,7 +63,7 @@ def test_env_steps_with_resets_and_faults_do_not_synchronise(warp_env):
         assert torch.isfinite(obs).all()
     assert ended >= 2
     summary = env.episode_summary()
-    assert summary["nonfinite_action_resets"] == 1.0 and summary["num_episodes"] >= 1.0
+    assert summary["faults/nonfinite_actions"] == 1.0 and summary["num_episodes"] >= 1.0
 
 
 def test_the_check_fails_on_a_step_that_reads_a_value(warp_env, monkeypatch):

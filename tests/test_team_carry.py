@@ -265,7 +265,7 @@ def test_an_inactive_agent_lying_on_the_floor_earns_nothing_ends_nothing_and_cou
     assert truncated.all()  # the time-out ended the episodes
     summary = env.episode_summary()
     assert summary["num_episodes"] == n and summary["fall_rate"] == 0.0
-    assert "load_share_2" not in summary and summary["nonfinite_action_resets"] == 0
+    assert "load_share_2" not in summary and summary["faults/nonfinite_actions"] == 0
 
 
 def test_parked_slots_leave_the_active_agents_trajectories_as_in_a_scene_of_exactly_the_team(dataset):

@@ -16,6 +16,10 @@ Teams (MAPPO): agents are rows of the batch with one shared actor; the critic re
 critic and central value losses (rl-games' loss masks, weighted to a mean over active rows), the observation
 normaliser's statistics, the discriminator's policy samples, the replay buffer and the episode statistics.
 
+Transitions of worlds whose physics failed (info["faulted"]: reset by the env) are left out the same way, and their
+return is set to their state's value, so that their advantage is 0 and the steps before them bootstrap from the
+last valid state, as at a time-out.
+
 The AMP feature normaliser is updated in the first mini-epoch with every sample the discriminator sees.
 Training settings come from rl-games' `config` section plus `config.amp` (see cfg/task/*.yaml, `train.amp`).
 """
@@ -40,6 +44,7 @@ from coohoi.agents.amp_modules import (
 from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, save_atomic
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.train import save_after_epoch, save_last
+from coohoi.envs.contract import faulted_rows
 
 # Style rewards are computed over the rollout in chunks of this many rows (bounds discriminator activations).
 STYLE_REWARD_CHUNK = 16384
@@ -132,7 +137,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
         buf["style_rewards"] = torch.zeros(base + (1,), device=self.ppo_device)
         buf["time_outs"] = torch.zeros(base, device=self.ppo_device)
         buf["next_dones"] = torch.zeros(base, device=self.ppo_device)
-        buf["agent_mask"] = torch.ones(base, device=self.ppo_device)
+        buf["agent_mask"] = torch.ones(base, device=self.ppo_device)  # rows to learn from: active, not faulted
+        buf["faulted"] = torch.zeros(base, device=self.ppo_device)
         self.tensor_list = self.tensor_list + ["amp_obs", "agent_mask"]
         self.episode_stats = EpisodeStats(rows, self.ppo_device)
 
@@ -165,8 +171,11 @@ class AMPAgent(a2c_continuous.A2CAgent):
             buf.update_data("amp_obs", n, infos["amp_obs"])
             buf.update_data("time_outs", n, infos["time_outs"])
             buf.update_data("next_dones", n, self.dones)
-            buf.update_data("agent_mask", n, infos["agent_mask"])
-            self.episode_stats.record_step_info(infos, infos["agent_mask"])
+            faulted = faulted_rows(infos)
+            learn = infos["agent_mask"] & ~faulted
+            buf.update_data("faulted", n, faulted)
+            buf.update_data("agent_mask", n, learn)
+            self.episode_stats.record_step_info(infos, learn)
 
         tensors = buf.tensor_dict
         style = self.compute_style_rewards(tensors["amp_obs"]) * tensors["agent_mask"]
@@ -175,7 +184,8 @@ class AMPAgent(a2c_continuous.A2CAgent):
                    + self.style_reward_weight * tensors["style_rewards"])
         if self.value_bootstrap:
             rewards = rewards + self.gamma * tensors["values"] * tensors["time_outs"].unsqueeze(-1)
-        tensors["rewards"].copy_(rewards * tensors["agent_mask"].unsqueeze(-1))
+        rewards = rewards * tensors["agent_mask"].unsqueeze(-1)
+        tensors["rewards"].copy_(torch.where(tensors["faulted"].unsqueeze(-1) > 0, tensors["values"], rewards))
         self.episode_stats.record_rollout(tensors["task_rewards"], tensors["style_rewards"], tensors["next_dones"],
                                           tensors["agent_mask"])
 
@@ -415,16 +425,16 @@ class EpisodeStats:
         self.steps += 1
 
     def record_rollout(self, task_rewards, style_rewards, ended, active) -> None:
-        """Per-step rewards [T, rows, 1], episode-end flags and active rows [T, rows] of the rollout."""
-        ended = ended * active
+        """Per-step rewards [T, rows, 1], episode-end flags and rows to count [T, rows] of the rollout (an episode
+        that ends in a row not counted, such as a faulted world's, is dropped)."""
         for t in range(ended.shape[0]):
             self.task_return += task_rewards[t, :, 0]
             self.style_return += style_rewards[t, :, 0]
-            done = ended[t]
+            done = ended[t] * active[t]
             self.sums["episodes"] += done.sum()
             self.sums["task_return"] += (self.task_return * done).sum()
             self.sums["style_return"] += (self.style_return * done).sum()
-            keep = 1.0 - done
+            keep = 1.0 - ended[t]
             self.task_return *= keep
             self.style_return *= keep
         count = active.sum().clamp_min(1)

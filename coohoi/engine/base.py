@@ -24,16 +24,26 @@ import abc
 import math
 from dataclasses import dataclass, fields
 
+import mujoco
+import numpy as np
 import torch
 
 from coohoi import humanoid as hum
 from coohoi.config import EngineConfig
-from coohoi.rotations import quat_rotate, quat_rotate_inverse
+from coohoi.rotations import quat_rotate, quat_rotate_inverse, quat_to_matrix
 from coohoi.scene import Scene
 
 
 class EngineConfigError(ValueError):
     """An engine setting that cannot work; the message names the setting."""
+
+
+# What can go wrong with a world's physics in a step (Engine.fault_kind: 0 for none, else 1 + the index of the first
+# that applies): its state turned non-finite; a joint or body moved faster than engine.max_speed; a humanoid geom or
+# the object's bounding box sank deeper than engine.max_penetration into the ground; the engine reported the world
+# failed (MuJoCo Warp ran out of constraint rows; mujoco.batch raised its own warnings: constraint or contact buffer
+# full, bad accelerations).
+FAULT_KINDS = ("nonfinite", "velocity", "penetration", "overflow")
 
 
 # Model fields that change when a world's object is scaled by s in size and m in mass, as mj_setConst would compute
@@ -201,6 +211,8 @@ class Engine(abc.ABC):
         self.hand_object_force = zeros(n, k, self._hand_object_sensor.shape[2], 3)
         self.object_ang_vel = zeros(n, 3)
         self.unstable = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self.fault_kind = torch.zeros(n, dtype=torch.long, device=self.device)  # FAULT_KINDS: 0 none, i + 1 kind i
+        self._setup_ground_geoms()
         base_half = torch.as_tensor(sc.object_info.half_extents, dtype=self.dtype, device=self.device)
         self.object_base_half_extents = base_half  # [3] at full scale
         self.object_half_extents = base_half.repeat(n, 1)
@@ -244,18 +256,53 @@ class Engine(abc.ABC):
         self._root_wrench[..., 0:3] = force
         self._root_wrench[..., 3:6] = torque
 
+    def _setup_ground_geoms(self) -> None:
+        """Per humanoid geom (every humanoid's are the first one's): its body's index, centre and axes in the body
+        frame, type and size, for ground_penetration()."""
+        m, bodies = self.scene.model, [int(b) for b in self.scene.body_ids[0]]
+        geoms = [g for g in range(m.ngeom) if int(m.geom_bodyid[g]) in bodies]
+        as_tensor = lambda a, dtype=self.dtype: torch.as_tensor(np.asarray(a), dtype=dtype, device=self.device)  # noqa: E731
+        self._geom_body = as_tensor([bodies.index(int(m.geom_bodyid[g])) for g in geoms], torch.long)
+        self._geom_pos = as_tensor(m.geom_pos[geoms])
+        self._geom_axes = quat_to_matrix(as_tensor(m.geom_quat[geoms])).transpose(1, 2)  # [G, axis, xyz]
+        self._geom_size, self._geom_rbound = as_tensor(m.geom_size[geoms]), as_tensor(m.geom_rbound[geoms])
+        self._geom_type = as_tensor(m.geom_type[geoms], torch.long)
+
+    def ground_penetration(self) -> torch.Tensor:
+        """How deep [num_envs] (m, 0 when clear) the lowest humanoid geom or the lowest corner of the object's
+        bounding box lies below the ground plane (z = 0). Exact for spheres, capsules, cylinders, boxes and ellipsoids;
+        other geoms count their bounding sphere."""
+        g = mujoco.mjtGeom
+        up = quat_to_matrix(self.body_quat)[..., 2, :][:, :, self._geom_body]  # world z row of each geom's body
+        centre = self.body_pos[..., 2][:, :, self._geom_body] + (up * self._geom_pos).sum(-1)
+        a = torch.einsum("nkgc,gjc->nkgj", up, self._geom_axes).abs()  # |z component| of each geom axis
+        size, kind = self._geom_size, self._geom_type
+        r, h = size[:, 0], size[:, 1]
+        reach = torch.where(kind == int(g.mjGEOM_SPHERE), r, self._geom_rbound)
+        reach = torch.where(kind == int(g.mjGEOM_CAPSULE), a[..., 2] * h + r, reach)
+        reach = torch.where(kind == int(g.mjGEOM_CYLINDER), a[..., 2] * h + r * (1 - a[..., 2].square()).clamp(min=0).sqrt(),
+                            reach)
+        reach = torch.where(kind == int(g.mjGEOM_BOX), (a * size).sum(-1), reach)
+        reach = torch.where(kind == int(g.mjGEOM_ELLIPSOID), (a * size).square().sum(-1).sqrt(), reach)
+        lowest = (centre - reach).flatten(1).amin(dim=1)
+        object_up = quat_to_matrix(self.object_quat)[:, 2, :]
+        lowest = torch.minimum(lowest, self.object_pos[:, 2] - (object_up.abs() * self.object_half_extents).sum(-1))
+        return (-lowest).clamp(min=0.0)
+
     def step(self) -> None:
         """One policy step: `decimation` physics steps under the current PD targets.
 
-        Worlds whose state turns non-finite or faster than engine.max_speed are flagged in `unstable`; the task is
-        expected to reset them (and it logs that it did)."""
+        Worlds that show a fault (FAULT_KINDS) are flagged in `unstable`, and `fault_kind` says which; the task is
+        expected to reset them (and to count them)."""
         failed = self._step_physics()
         self._refresh()
-        # NaN compares false: one test finds non-finite and too fast velocities alike.
-        bad = ~(self._qvel.abs() <= self.cfg.max_speed).all(dim=1) | ~torch.isfinite(self._qpos).all(dim=1)
-        if failed is not None:
-            bad |= failed
-        self.unstable.copy_(bad)
+        nonfinite = ~(torch.isfinite(self._qpos).all(dim=1) & torch.isfinite(self._qvel).all(dim=1))
+        too_fast = ~(self._qvel.abs() <= self.cfg.max_speed).all(dim=1)
+        too_deep = self.ground_penetration() > self.cfg.max_penetration
+        kinds = torch.stack((nonfinite, too_fast, too_deep, failed if failed is not None else torch.zeros_like(nonfinite)),
+                            dim=1)
+        self.unstable.copy_(kinds.any(dim=1))
+        self.fault_kind.copy_(torch.where(self.unstable, kinds.to(torch.uint8).argmax(dim=1) + 1, 0))
 
     def check_faults(self) -> None:
         """Report faults the engine noticed on the device since the last call (one host synchronisation: call it once
@@ -311,6 +358,7 @@ class Engine(abc.ABC):
         self._forward_where(mask)
         self._refresh()
         self.unstable &= ~mask
+        self.fault_kind.masked_fill_(mask, 0)
 
     def sample_object_scales(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """n (size scale, mass scale) pairs from the scene's object randomisation ranges (object.constant_density:
