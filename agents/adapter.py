@@ -86,13 +86,11 @@ class RlGamesVecEnv(IVecEnv):
             hook(env_frames, *args, **kwargs)
 
     def get_env_state(self):
-        getter = getattr(self.env, "get_state", None)
-        return getter() if getter is not None else None
+        return self.env.get_state()
 
     def set_env_state(self, env_state):
-        setter = getattr(self.env, "set_state", None)
-        if env_state is not None and setter is not None:
-            setter(env_state)
+        if env_state is not None:  # checkpoints written before the env saved its random streams hold None
+            self.env.set_state(env_state)
 
 
 def register_rlgames_env(env_factory: Callable[[], Any], central_value: bool = False) -> None:

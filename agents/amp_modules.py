@@ -235,6 +235,24 @@ class ReplayBuffer:
         self.count = min(self.count + n, self.capacity)
         return n
 
+    def state_dict(self, max_bytes: int) -> dict:
+        """The rows held and the write position: all of them when they take at most max_bytes, else a uniform
+        sample of as many rows as fit (drawn from a generator of its own: the random streams are left alone)."""
+        rows = self.data[:self.count]
+        fit = max_bytes // max(1, rows[:1].nbytes) if self.count else 0
+        if self.count <= fit:
+            return {"data": rows, "head": self.head, "count": self.count, "held": self.count}
+        pick = torch.randperm(self.count, generator=torch.Generator().manual_seed(self.count))[:fit]
+        return {"data": rows[pick.to(rows.device)], "head": fit % self.capacity, "count": fit, "held": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        data = state["data"]
+        if data.dim() != 2 or data.shape[1] != self.data.shape[1] or data.shape[0] != state["count"]:
+            raise ValueError(f"a buffer of {tuple(data.shape)} rows cannot fill one of {self.data.shape[1]} features")
+        count = min(int(state["count"]), self.capacity)
+        self.data[:count] = data[:count].to(self.data)
+        self.count, self.head = count, int(state["head"]) % self.capacity
+
     def sample(self, n: int) -> torch.Tensor:
         if self.count == 0:
             raise RuntimeError("sampling from an empty replay buffer")

@@ -102,6 +102,64 @@ def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
     return state
 
 
+def rng_state() -> dict:
+    """The process's global random streams (torch on the CPU and on every CUDA device in use, numpy, Python), as
+    tensors, numbers and lists, which a weights_only load reads back."""
+    import random
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                                                       "has_gauss": has_gauss, "gauss": gauss},
+             "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Continue the random streams rng_state() saved."""
+    import random
+
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume_state(buffers: dict, max_bytes: int, sampled: tuple[str, ...] = ()) -> dict:
+    """What nn/last.pth adds so that a resumed run continues where it stopped: the global random streams and each
+    buffer (anything with state_dict(max_bytes) and load_state_dict) that fits in max_bytes, or, for the buffers
+    named in `sampled`, a sample that fits; the others are left out (None) and start anew on resume."""
+    out = {}
+    for name, buffer in buffers.items():
+        state = buffer.state_dict(max_bytes)
+        out[name] = state if state is not None and (name in sampled or state["count"] == state["held"]) else None
+    return {"rng": rng_state(), "buffers": out}
+
+
+def restore_resume_state(path, state: dict | None, buffers: dict) -> None:
+    """Continue the random streams and refill the buffers of resume_state(), printing what started anew."""
+    if state is None:
+        print(f"{path} holds no random streams or buffers (only nn/last.pth does): buffers start anew", flush=True)
+        return
+    set_rng_state(state["rng"])
+    notes = []
+    for name, buffer in buffers.items():
+        saved = state["buffers"].get(name)
+        if saved is None:
+            notes.append(f"{name} buffer larger than train.checkpoint_buffer_mib: starts anew")
+            continue
+        buffer.load_state_dict(saved)
+        if saved["count"] < saved["held"]:
+            notes.append(f"{name} buffer: a sample of {saved['count']} of its {saved['held']} rows "
+                         "(train.checkpoint_buffer_mib)")
+    if notes:
+        print("resumed with " + "; ".join(notes), flush=True)
+
+
 def _tensors(value, key: str):
     """(dotted key, tensor) of every tensor in nested dicts (the learners' model sections)."""
     if isinstance(value, torch.Tensor):

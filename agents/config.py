@@ -171,7 +171,15 @@ class TrainConfig:
     max_minutes: float | None = None  # also stop after the epoch that passes this wall-clock budget
     task_reward_weight: float = 0.5
     style_reward_weight: float = 0.5
-    save_frequency: int = 10  # epochs between writes of nn/last.pth (always written at the end)
+    # Epochs between writes of nn/last.pth (always written at the end and on Ctrl-C): every epoch, so that a killed
+    # run loses at most the epoch in progress.
+    save_frequency: int = 1
+    # nn/last.pth resumes a run whole: besides weights, optimisers, normalisers and counters it holds the random
+    # streams and each buffer of at most this size (MiB); of a larger AMP replay buffer, a uniform sample of this
+    # size; a larger demo buffer is drawn again from the motion library, a larger off-policy replay refilled.
+    # Measured on the 2-core CPU (carry, CPU defaults, a full 50000-row replay): a save takes 0.005 s without
+    # buffers, 0.06 s with a 16 MiB sample (5% of a 1.1 s epoch), 0.15-0.26 s with 64 MiB.
+    checkpoint_buffer_mib: float = 16.0
     snapshot_frequency: int = 50  # epochs between nn/epoch_<N>.pth snapshots (0: none); the newest keep_last stay
     keep_last: int = 3  # nn/epoch_<N>.pth snapshots kept, the newest written (0: every one)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -282,7 +290,8 @@ UNITS = (lambda v: len(v) > 0 and all(u >= 1 for u in v), "a non-empty list of s
 TRAIN_RULES = [
     ("algo", one_of(ALGOS)), ("max_epochs", (lambda v: v >= 1 or v == -1, ">= 1 (or -1: no limit)")),
     ("max_minutes", POSITIVE),
-    ("task_reward_weight style_reward_weight save_frequency snapshot_frequency keep_last", NON_NEGATIVE),
+    ("task_reward_weight style_reward_weight save_frequency snapshot_frequency keep_last checkpoint_buffer_mib",
+     NON_NEGATIVE),
     ("network.mlp_units network.disc_units td3.actor_units td3.critic_units", UNITS),
     ("network.activation", one_of(ACTIVATIONS)),
     ("amp.batch_size amp.minibatch_size amp.demo_buffer_size amp.replay_buffer_size", at_least(1)),

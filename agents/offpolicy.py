@@ -12,7 +12,9 @@ Four verbs, as in rsl_rl's PPO:
 
 It runs on the CPU and on CUDA from the same code, keeps every tensor on the env's device, and writes the same
 checkpoints (nn/last.pth, atomic), tensorboard logs, metrics and progress lines as the PPO learner (through the
-run's TrainingSession). Replay buffers are not part of a checkpoint: a resumed run refills them.
+run's TrainingSession). nn/last.pth also holds the random streams (the learner's generator, the global ones and the
+env's), the exploration stds and the replay and demo buffers up to train.checkpoint_buffer_mib each (a larger one is
+refilled by the resumed run).
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from coohoi.agents.amp_modules import (
     fill_demo,
     style_reward,
 )
-from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_provenance, save_atomic
+from coohoi.agents.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_resume_state,
+    resume_state,
+    run_provenance,
+    save_atomic,
+)
 from coohoi.agents.config import TrainConfig
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
@@ -343,10 +352,15 @@ class OffPolicyAMP:
             state["session"] = self.session.state_dict()
         return state
 
-    def save(self, path, **metadata) -> str:
-        """Write the training state atomically; metadata joins the checkpoint's "coohoi" metadata."""
+    def save(self, path, resume: bool = False, **metadata) -> str:
+        """Write the training state atomically (with resume=True also the random streams, exploration stds and
+        buffers: nn/last.pth); metadata joins the checkpoint's "coohoi" metadata."""
         state = self.state_dict()
         state["coohoi"].update(metadata)
+        if resume:
+            state["resume"] = resume_state({"replay": self.replay, "demo": self.demo},
+                                           int(self.t.checkpoint_buffer_mib * 2**20))
+            state["resume"].update(generator=self.generator.get_state(), std=self._std, env=self.env.get_state())
         return save_atomic(state, path)
 
     def save_last(self) -> str:
@@ -367,6 +381,12 @@ class OffPolicyAMP:
             self.epoch_num, self.frame, self.updates = int(state["epoch"]), int(state["frame"]), int(state["updates"])
             if self.session is not None and "session" in state:
                 self.session.load_state_dict(state["session"])
+            resume = state.get("resume")
+            restore_resume_state(path, resume, {"replay": self.replay, "demo": self.demo})
+            if resume is not None:
+                self.generator.set_state(resume["generator"])
+                self._std = resume["std"].to(self.device)
+                self.env.set_state(resume["env"])
 
 
 def check_fits(path, state: dict, metadata: dict) -> None:

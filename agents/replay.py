@@ -101,6 +101,30 @@ class TransitionReplay:
         self.faulted[:, slot] = False if faulted is None else faulted
         self.count += 1
 
+    STATE = ("obs", "next_obs", "action", "task_reward", "terminated", "ended", "faulted", "frame_index", "frames",
+             "frame_head")
+
+    def state_dict(self, max_bytes: int) -> dict | None:
+        """Every transition and frame held, or None when they take more than max_bytes (a resumed run refills)."""
+        tensors = {name: getattr(self, name) for name in self.STATE}
+        if sum(t.nbytes for t in tensors.values()) > max_bytes:
+            return None
+        return {**tensors, "count": self.count, "held": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take over a state_dict(). Each row's newest transition is marked as an episode end (not a termination:
+        it bootstraps from the observation it reached), so that no n-step window runs on into the episodes the
+        resumed run starts."""
+        for name in self.STATE:
+            mine, saved = getattr(self, name), state[name]
+            if saved.shape != mine.shape:
+                raise ValueError(f"replay field {name} has shape {tuple(saved.shape)} in the checkpoint, "
+                                 f"{tuple(mine.shape)} here (train.td3.buffer_steps or the task differ)")
+            mine.copy_(saved)
+        self.count = int(state["count"])
+        if self.count:
+            self.ended[:, (self.count - 1) % self.steps] = True
+
     def amp_obs(self, rows: torch.Tensor, frame_index: torch.Tensor) -> torch.Tensor:
         """AMP histories [..., amp_history * F] (newest first) of the transitions with these frame indices."""
         idx = (frame_index.unsqueeze(-1) - self._back) % self.frame_steps

@@ -53,8 +53,9 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
 
 
 def save_last(learner) -> str:
-    """Write the learner's nn/last.pth (atomically) and remember it as its last checkpoint."""
-    learner.last_checkpoint = learner.save(Path(learner.nn_dir) / LAST)
+    """Write the learner's nn/last.pth (atomically, with everything a resume needs) and remember it as its last
+    checkpoint."""
+    learner.last_checkpoint = learner.save(Path(learner.nn_dir) / LAST, resume=True)
     return learner.last_checkpoint
 
 
@@ -211,6 +212,7 @@ def build_rlgames_params(cfg: DictConfig, vec_env, *, max_epochs: int | None = N
         "save_frequency": t.save_frequency,
         "snapshot_frequency": t.snapshot_frequency,
         "keep_last": t.keep_last,
+        "checkpoint_buffer_mib": t.checkpoint_buffer_mib,
         "print_stats": False,
         # torch.compile has no benefit on CPU and a long warm-up; on CUDA it is opt-in.
         "torch_compile": p.torch_compile and device.type == "cuda",

@@ -24,7 +24,9 @@ Methods:
   and networks only see states that exist;
 - `episode_summary()`: means over the episodes that ended since the last call, and fault counts (one host sync);
 - `fetch_amp_demo(n)` -> [n, num_amp_obs]: demo samples from the motion library;
-- `seed(seed)`; `default_pose_action()` -> [num_actions]; `set_assist(cfg)`, `set_assist_level(level)`.
+- `seed(seed)`; `get_state()` -> {name: tensor} and `set_state(state)`: the env's random streams, which a resumed
+  training run continues (the worlds themselves are not saved);
+- `default_pose_action()` -> [num_actions]; `set_assist(cfg)`, `set_assist_level(level)`.
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ class TaskEnv(Protocol):
     def fetch_amp_demo(self, n: int) -> torch.Tensor: ...
 
     def seed(self, seed: int) -> None: ...
+
+    def get_state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: dict[str, Any]) -> None: ...
 
     def default_pose_action(self) -> torch.Tensor: ...
 

@@ -66,6 +66,7 @@ FAULT_COUNTS = (*FAULT_KINDS, "nonfinite_actions")
 # AMP-locomotion training, 256 environments): resets take 1.8 ms per step at this size and period, against 3.7 ms
 # with a redraw every 8 steps.
 START_POOL_SIZE = 2
+DEMO_SEED_OFFSET = 7919  # the demo samples' stream is seeded with the env's seed plus this
 START_POOL_REFILL_STEPS = 32
 AMP_ROOT_HEIGHT = 0  # amp_features' first feature is the root height (a lifted start lifts its history with it)
 # A reference start whose lowest foot point is further than this below the floor is lifted onto it. Interpolating
@@ -167,7 +168,8 @@ class HumanoidEnv:
                                                 dtype=self.dtype)
         self.motion_lib = motion_lib
         self.fk = ForwardKinematics(device=self.device, dtype=self.dtype)
-        self.generator = torch.Generator(device=self.device)
+        self.generator = torch.Generator(device=self.device)  # starts, placement, noise
+        self.demo_generator = torch.Generator(device=self.device)  # demo samples: a stream of their own
         self.seed(seed)
 
         tensor = lambda x: torch.as_tensor(x, dtype=self.dtype, device=self.device)  # noqa: E731
@@ -208,8 +210,24 @@ class HumanoidEnv:
         """Seed the env's randomness (starts, placement, noise, demo sampling) and the engine's; start pools drawn
         before are discarded."""
         self.generator.manual_seed(int(seed))
+        self.demo_generator.manual_seed(int(seed) + DEMO_SEED_OFFSET)
         self.engine.seed(int(seed))
         self._pool = None
+
+    def get_state(self) -> dict:
+        """What a resumed training run takes over from this env: its random streams (the env's and the engine's), so
+        that a resumed run continues them instead of repeating the first run's. The worlds are not saved: MuJoCo's
+        contact and sensor fields, which observations read, lag the integrated state by a physics step and cannot
+        be written back, so a resumed run starts new episodes. Demo samples have a stream of their own, so that the
+        resumed run's new starts do not change them."""
+        return {"generator": self.generator.get_state(), "demo_generator": self.demo_generator.get_state(),
+                "engine_generator": self.engine.generator.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.demo_generator.set_state(state["demo_generator"])
+        self.engine.generator.set_state(state["engine_generator"])
+        self._pool = None  # the next step draws starts from the restored stream
 
     # ---- row views of engine tensors ------------------------------------------------------------------------
     @staticmethod
@@ -265,7 +283,7 @@ class HumanoidEnv:
 
     def fetch_amp_demo(self, n: int) -> torch.Tensor:
         """n demo AMP observations [n, num_amp_obs] (float32) from the motion library."""
-        demo = self.motion_lib.sample_amp_demo(n, self.amp_history, self.policy_dt, self.generator)
+        demo = self.motion_lib.sample_amp_demo(n, self.amp_history, self.policy_dt, self.demo_generator)
         return demo.to(device=self.device, dtype=torch.float32)
 
     # ---- start states ---------------------------------------------------------------------------------------

@@ -113,6 +113,12 @@ class FakeTaskEnv:
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
 
+    def get_state(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
     def default_pose_action(self) -> torch.Tensor:
         return torch.zeros(self.num_actions)
 

@@ -67,8 +67,11 @@ def test_full_assistance_holds_the_humanoid_up_and_none_is_applied_at_level_zero
     held = evaluate(env, zero_action(env))
     assert held["full_episode_rate"] == 1.0  # never falls while held
     env.set_assist_level(0.5)
-    env.step(torch.zeros(N, 28))
-    assert env.engine._root_wrench[..., 2].max() > 0
+    lift = []
+    for _ in range(10):  # a start above the assistance height gets no lift until it sinks
+        env.step(torch.zeros(N, 28))
+        lift.append(env.engine._root_wrench[..., 2].max().item())
+    assert max(lift) > 0
     env.set_assist_level(0.0)  # the end of the curriculum: no force at all from now on, reset or not
     assert env.engine._root_wrench.abs().max() == 0
     env.step(torch.zeros(N, 28))

@@ -41,7 +41,7 @@ from coohoi.agents.amp_modules import (
     gaussian_kl,
     style_reward,
 )
-from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, save_atomic
+from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, restore_resume_state, resume_state, save_atomic
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.train import save_after_epoch, save_last
 from coohoi.envs.contract import faulted_rows
@@ -93,6 +93,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.save_frequency = int(config.get("save_frequency", 0))
         self.snapshot_frequency = int(config.get("snapshot_frequency", 0))
         self.keep_last = int(config.get("keep_last", 0))
+        self.checkpoint_buffer_bytes = int(float(config.get("checkpoint_buffer_mib", 0.0)) * 2**20)
         self.last_checkpoint = None
         self.rollout_threads = int(config.get("rollout_threads", 0))
         self.learn_threads = int(config.get("learn_threads", 0))
@@ -376,18 +377,23 @@ class AMPAgent(a2c_continuous.A2CAgent):
             state["session"] = self.session.state_dict()
         return state
 
-    def save(self, fn, **metadata):
-        """Write the full training state atomically; metadata joins the checkpoint's "coohoi" metadata."""
+    def save(self, fn, resume: bool = False, **metadata):
+        """Write the training state atomically (with resume=True also the random streams and the AMP buffers:
+        nn/last.pth); metadata joins the checkpoint's "coohoi" metadata."""
         state = self.get_full_state_weights()
         state["coohoi"].update(metadata)
+        if resume:
+            state["resume"] = resume_state({"demo": self.demo_buffer, "replay": self.replay_buffer},
+                                           self.checkpoint_buffer_bytes, sampled=("replay",))
         return save_atomic(state, fn)
 
     def save_last(self):
         return save_last(self)
 
     def restore(self, fn, set_epoch=True):
-        """Load a checkpoint. set_epoch=True resumes (optimizer, epoch and frame counters, normalisers, env state);
-        False only takes the weights and normalisers (fine-tuning)."""
+        """Load a checkpoint. set_epoch=True resumes (optimizer and learning rate, epoch and frame counters,
+        normalisers, discriminator, the env's random streams, and from nn/last.pth the global random streams and
+        the AMP buffers); False only takes the weights and normalisers (fine-tuning)."""
         state = load_checkpoint(fn, map_location=self.ppo_device)
         check_model_fits(fn, state, self.model, self.metadata.get("task"))
         if set_epoch:
@@ -397,6 +403,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
             self.last_lr = self.optimizer.param_groups[0]["lr"]  # an adaptive schedule continues where it was
             if self.session is not None and "session" in state:
                 self.session.load_state_dict(state["session"])
+            restore_resume_state(fn, state.get("resume"), {"demo": self.demo_buffer, "replay": self.replay_buffer})
         else:
             self.set_weights(state)
 
