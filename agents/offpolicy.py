@@ -46,6 +46,7 @@ from coohoi.agents.checkpoint import (
     save_atomic,
 )
 from coohoi.agents.config import TrainConfig
+from coohoi.agents.distributed import SINGLE, Distributed
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
 from coohoi.envs.contract import faulted_rows
@@ -93,8 +94,9 @@ class OffPolicyAMP:
 
     algo = "td3"
 
-    def __init__(self, cfg, t: TrainConfig, env, *, max_epochs: int | None = None, on_epoch_end=None):
-        self.cfg, self.t, self.c, self.env = cfg, t, t.td3, env
+    def __init__(self, cfg, t: TrainConfig, env, *, max_epochs: int | None = None, on_epoch_end=None,
+                 dist: Distributed = SINGLE):
+        self.cfg, self.t, self.c, self.env, self.dist = cfg, t, t.td3, env, dist
         c = self.c
         self.device = torch.device(env.device)
         dev = self.device
@@ -191,6 +193,7 @@ class OffPolicyAMP:
         if self.c.obs_normalization:
             self.obs_norm.update(obs)
         self.amp_norm.update(info["amp_obs"])
+        self.dist.sync_normalizers(self.obs_norm, self.amp_norm)
         if self.c.noise_std_min < self.c.noise_std_max:  # each episode draws its own std
             self._std = torch.where(ended[:, None], self._sample_std(self.rows), self._std)
 
@@ -257,6 +260,7 @@ class OffPolicyAMP:
     def _step(self, optimizer, loss, module) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.dist.average_gradients(module.parameters())
         if self.c.grad_norm > 0:
             nn.utils.clip_grad_norm_(module.parameters(), self.c.grad_norm)
         optimizer.step()
@@ -269,8 +273,11 @@ class OffPolicyAMP:
     def train(self) -> dict[str, float]:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.nn_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(str(self.summaries_dir))
+        if self.dist.is_main:
+            self.nn_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = SummaryWriter(str(self.summaries_dir))
+        self.dist.broadcast_modules(self.actor, self.critic, self.critic_target, self.disc, self.obs_norm,
+                                    self.amp_norm)
         obs = self.env.reset()
         self.replay.start(self.env.amp_hist)
         self.env.episode_summary()
@@ -282,7 +289,8 @@ class OffPolicyAMP:
                 save_after_epoch(self, self.epoch_num)
             self.save_last()
         finally:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
         return metrics
 
     def _train_epoch(self, obs):
@@ -315,7 +323,7 @@ class OffPolicyAMP:
                     self.update()
                 update_time += time.perf_counter() - t3
         self.epoch_num += 1
-        frames = c.steps_per_epoch * self.rows
+        frames = c.steps_per_epoch * self.rows * self.dist.world_size  # all ranks'
         self.frame += frames
         epoch_time = time.perf_counter() - start
         metrics = {"epoch": self.epoch_num, "frames": self.frame, "frames_epoch": frames,
@@ -329,12 +337,16 @@ class OffPolicyAMP:
         metrics.update(zip(names, values))
         metrics.update(training_episode_metrics(self.env.episode_summary()))
         metrics["info/updates"] = self.updates
+        if self.dist.enabled:
+            metrics["dist/weight_spread"] = self.dist.weight_spread(
+                [*self.actor.parameters(), *self.critic.parameters(), *self.disc.parameters()])
         self._set_threads(self.rollout_threads)
         stop = bool(self.on_epoch_end(self, metrics)) if self.on_epoch_end is not None else False
-        for key, value in metrics.items():
-            if key not in ("epoch", "frames") and isinstance(value, (int, float)):
-                self.writer.add_scalar(key if "/" in key else f"performance/{key}", value, self.frame)
-        self.writer.flush()
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if key not in ("epoch", "frames") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key if "/" in key else f"performance/{key}", value, self.frame)
+            self.writer.flush()
         return obs, metrics, stop
 
     # ---- checkpoints ----------------------------------------------------------------------------------------

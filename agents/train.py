@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from coohoi.agents.checkpoint import CheckpointError, load_checkpoint, run_provenance
 from coohoi.agents.config import TrainConfig, train_config
 from coohoi.agents.curriculum import AssistCurriculum
+from coohoi.agents.distributed import SINGLE, Distributed, close_distributed, init_distributed
 from coohoi.agents.evaluation import baselines, evaluate
 
 # Evaluations re-seed their env with this (plus the run's seed), so that every evaluation and both baselines
@@ -52,9 +53,11 @@ LAST, BEST, SNAPSHOT, SNAPSHOT_GLOB = "last.pth", "best.pth", "epoch_{:06d}.pth"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C
 
 
-def save_last(learner) -> str:
+def save_last(learner) -> str | None:
     """Write the learner's nn/last.pth (atomically, with everything a resume needs) and remember it as its last
-    checkpoint."""
+    checkpoint (rank 0 only: other ranks of a multi-process run write nothing)."""
+    if not learner.dist.is_main:
+        return None
     learner.last_checkpoint = learner.save(Path(learner.nn_dir) / LAST, resume=True)
     return learner.last_checkpoint
 
@@ -62,6 +65,8 @@ def save_last(learner) -> str:
 def save_after_epoch(learner, epoch: int) -> None:
     """Both learners' checkpoints after an epoch: nn/last.pth every save_frequency epochs, and an nn/epoch_<N>.pth
     snapshot every snapshot_frequency epochs, of which only the newest keep_last written stay (0: all)."""
+    if not learner.dist.is_main:
+        return
     if learner.save_frequency > 0 and epoch % learner.save_frequency == 0:
         save_last(learner)
     if learner.snapshot_frequency > 0 and epoch % learner.snapshot_frequency == 0:
@@ -244,9 +249,11 @@ def build_rlgames_params(cfg: DictConfig, vec_env, *, max_epochs: int | None = N
     }
 
 
-def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_epoch_end=None):
-    """Build the env (unless given) and the learner that cfg.train.algo names. Returns (learner, runner), runner
-    being rl-games' for PPO and None otherwise. on_epoch_end(learner, metrics) runs after every epoch."""
+def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_epoch_end=None,
+               dist: Distributed = SINGLE):
+    """Build the env (unless given) and the learner that cfg.train.algo names, as one rank of `dist`. Returns
+    (learner, runner), runner being rl-games' for PPO and None otherwise. on_epoch_end(learner, metrics) runs after
+    every epoch."""
     t = train_config(cfg.train)
     set_torch_threads(cfg)
     seed_everything(int(cfg.seed))  # rl-games' runner skips seeding when the seed is 0
@@ -264,7 +271,7 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
                              f"{env.num_agents}) or the PPO learner")
         if t.init_from:  # its network sizes must be train.td3's (the restore names any difference)
             init_from_layout(t.init_from, env)
-        learner = OffPolicyAMP(cfg, t, env, max_epochs=max_epochs, on_epoch_end=on_epoch_end)
+        learner = OffPolicyAMP(cfg, t, env, max_epochs=max_epochs, on_epoch_end=on_epoch_end, dist=dist)
         if t.init_from:
             learner.restore(t.init_from, set_epoch=False)
             print(f"initialised from the phase-1 checkpoint {t.init_from}", flush=True)
@@ -279,6 +286,10 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
     phase1 = init_from_layout(t.init_from, env) if t.init_from else None
     params = build_rlgames_params(cfg, vec_env, max_epochs=max_epochs, network=phase1)
     params["config"]["on_epoch_end"] = on_epoch_end
+    if not dist.is_main:  # rl-games makes its folders and a tensorboard writer: not in rank 0's run folder
+        import tempfile
+
+        params["config"]["train_dir"] = tempfile.mkdtemp(prefix=f"coohoi-rank{dist.rank}-")
     runner = make_runner()
     # rl-games prints debug lines here (seed, experiment name, seq_length, device, mlp sizes, normaliser shapes):
     # the console keeps our own progress lines; warnings (stderr) still show.
@@ -289,6 +300,7 @@ def make_agent(cfg: DictConfig, env=None, *, max_epochs: int | None = None, on_e
         agent.restore(t.init_from, set_epoch=False)
         print(f"initialised from the phase-1 checkpoint {t.init_from} (actor, "
               f"{'critic, ' if not central else ''}discriminator and normalisers)", flush=True)
+    agent.use_distributed(dist)
     return agent, runner
 
 
@@ -561,33 +573,74 @@ def train(cfg: DictConfig, overrides: list[str] = ()) -> int:
               f"resume with a larger train.max_epochs (e.g. train.max_epochs={resume_epoch + t.max_epochs})",
               flush=True)
         return 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (resume and (run_dir / CONFIG_FILE).is_file()):  # a resume keeps its run's config.yaml
-        OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
-    _print_cpu_adjustments(cfg)
+    dist = init_distributed(cfg)  # torchrun's ranks (coohoi.agents.distributed); a single process otherwise
+    code = _train(cfg, t, run_dir, checkpoint, resume, resume_epoch, dist, overrides)
+    if code == 0:  # after a failure or an interrupt the ranks need not agree on a last collective: torchrun ends them
+        close_distributed(dist)
+    return code
+
+
+def _train(cfg, t: TrainConfig, run_dir: Path, checkpoint, resume: bool, resume_epoch, dist: Distributed,
+           overrides) -> int:
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (resume and (run_dir / CONFIG_FILE).is_file()):  # a resume keeps its run's config.yaml
+            OmegaConf.save(cfg, run_dir / CONFIG_FILE, resolve=True)
+        _print_cpu_adjustments(cfg)
+        if dist.enabled:
+            print(f"training on {dist.world_size} processes ({'nccl' if 'cuda' in dist.device else 'gloo'}), "
+                  f"{cfg.engine.num_envs} environments each", flush=True)
     session = learner = None
     try:
         from coohoi.envs import make_env
 
         env = make_env(cfg)
-        session = TrainingSession(cfg, t, env, run_dir, resume_epoch=resume_epoch)
-        learner, _ = make_agent(cfg, env=env, on_epoch_end=session.epoch_end)
+        if dist.is_main:
+            session = TrainingSession(cfg, t, env, run_dir, resume_epoch=resume_epoch)
+        else:
+            env.set_assist(t.assist)
+        learner, _ = make_agent(cfg, env=env, on_epoch_end=_epoch_end_for(dist, session, env), dist=dist)
         learner.session = session
         if checkpoint:
             learner.restore(checkpoint, set_epoch=resume)
-            print(f"{'resuming' if resume else 'starting from the weights of'} {checkpoint}"
-                  + (f" at epoch {learner.epoch_num}" if resume else ""), flush=True)
-        session.recorded = (learner.epoch_num, learner.frame)
-        session.start(learner)
+            if dist.is_main:
+                print(f"{'resuming' if resume else 'starting from the weights of'} {checkpoint}"
+                      + (f" at epoch {learner.epoch_num}" if resume else ""), flush=True)
+            elif resume:  # the checkpoint's random streams are rank 0's: draw this rank's own
+                seed = int(cfg.seed) + learner.epoch_num
+                seed_everything(seed)
+                env.seed(seed)
+                if isinstance(getattr(learner, "generator", None), torch.Generator):  # the off-policy learner's
+                    learner.generator.manual_seed(seed)
+        if session is not None:
+            session.recorded = (learner.epoch_num, learner.frame)
+            session.start(learner)
+        level, = dist.broadcast_values([session.curriculum.level if session is not None else 0.0])
+        env.set_assist_level(level)
         learner.train()
-        print(f"checkpoint: {learner.last_checkpoint}\ntensorboard: {learner.summaries_dir}", flush=True)
-        print(session.summary_line(), flush=True)
+        if session is not None:
+            print(f"checkpoint: {learner.last_checkpoint}\ntensorboard: {learner.summaries_dir}", flush=True)
+            print(session.summary_line(), flush=True)
     except KeyboardInterrupt:
-        return _save_interrupted(learner, session, overrides)
+        return _save_interrupted(learner, session, overrides) if dist.is_main else EXIT_INTERRUPTED
     finally:
         if session is not None:
             session.close()
     return 0
+
+
+def _epoch_end_for(dist: Distributed, session: TrainingSession | None, env):
+    """The learners' on_epoch_end: the session's (rank 0), whose stop decision and assistance level every other
+    rank then takes."""
+    def epoch_end(learner, metrics) -> bool:
+        stop = session.epoch_end(learner, metrics) if session is not None else False
+        if not dist.enabled:
+            return stop
+        stop, level = dist.broadcast_values([float(stop), session.curriculum.level if session is not None else 0.0])
+        env.set_assist_level(level)
+        return bool(stop)
+
+    return epoch_end
 
 
 def _save_interrupted(learner, session: TrainingSession | None, overrides) -> int:

@@ -43,6 +43,7 @@ from coohoi.agents.amp_modules import (
 )
 from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, restore_resume_state, resume_state, save_atomic
 from coohoi.agents.evaluation import training_episode_metrics
+from coohoi.agents.distributed import SINGLE, Distributed
 from coohoi.agents.train import save_after_epoch, save_last
 from coohoi.envs.contract import faulted_rows
 
@@ -98,6 +99,23 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.rollout_threads = int(config.get("rollout_threads", 0))
         self.learn_threads = int(config.get("learn_threads", 0))
         self.session = None  # coohoi.agents.train.TrainingSession, when run by `coohoi train`
+        self.dist = SINGLE
+
+    def use_distributed(self, ctx: Distributed) -> None:
+        """Train as one rank of ctx (coohoi.agents.distributed): rl-games' own gradient and KL averaging, switched
+        on here because its multi-GPU mode would start an NCCL process group itself; rank 0's weights everywhere;
+        no tensorboard writer but rank 0's."""
+        self.dist = ctx
+        if not ctx.enabled:
+            return
+        central = self.central_value_net if self.has_central_value else None
+        for net in (self, central) if central is not None else (self,):
+            net.multi_gpu, net.world_size, net.global_rank, net.local_rank = (True, ctx.world_size, ctx.rank,
+                                                                               ctx.local_rank)
+        if not ctx.is_main and self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        ctx.broadcast_modules(self.model, central)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -319,9 +337,13 @@ class AMPAgent(a2c_continuous.A2CAgent):
             (step_time, play_time, update_time, epoch_time, a_losses, c_losses, b_losses, entropies, kls,
              last_lr, lr_mul) = self.train_epoch()
             self.dataset.update_values_dict(None)
-            self.frame += self.curr_frames
+            self.dist.sync_normalizers(self.model, self.central_value_net if self.has_central_value else None)
+            self.frame += self.curr_frames * self.dist.world_size
             metrics = self._epoch_metrics(epoch, step_time, play_time, update_time, epoch_time, a_losses, c_losses,
                                           b_losses, entropies, kls)
+            if self.dist.enabled:
+                central = list(self.central_value_net.parameters()) if self.has_central_value else []
+                metrics["dist/weight_spread"] = self.dist.weight_spread([*self.model.parameters(), *central])
             stop = False
             if self.on_epoch_end is not None:  # the session adds evaluation and curriculum metrics
                 stop = bool(self.on_epoch_end(self, metrics))
@@ -336,7 +358,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
 
     def _epoch_metrics(self, epoch, step_time, play_time, update_time, epoch_time, a_losses, c_losses, b_losses,
                        entropies, kls) -> dict[str, float]:
-        frames = self.curr_frames
+        frames = self.curr_frames * self.dist.world_size  # all ranks' (each steps as many)
         metrics = {
             "epoch": epoch,
             "frames": self.frame,
