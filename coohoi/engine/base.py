@@ -277,11 +277,10 @@ class Engine(abc.ABC):
         centre = self.body_pos[..., 2][:, :, self._geom_body] + (up * self._geom_pos).sum(-1)
         a = torch.einsum("nkgc,gjc->nkgj", up, self._geom_axes).abs()  # |z component| of each geom axis
         size, kind = self._geom_size, self._geom_type
-        r, h = size[:, 0], size[:, 1]
+        r, h, axis = size[:, 0], size[:, 1], a[..., 2]
         reach = torch.where(kind == int(g.mjGEOM_SPHERE), r, self._geom_rbound)
-        reach = torch.where(kind == int(g.mjGEOM_CAPSULE), a[..., 2] * h + r, reach)
-        reach = torch.where(kind == int(g.mjGEOM_CYLINDER), a[..., 2] * h + r * (1 - a[..., 2].square()).clamp(min=0).sqrt(),
-                            reach)
+        reach = torch.where(kind == int(g.mjGEOM_CAPSULE), axis * h + r, reach)
+        reach = torch.where(kind == int(g.mjGEOM_CYLINDER), axis * h + r * (1 - axis.square()).clamp(min=0).sqrt(), reach)
         reach = torch.where(kind == int(g.mjGEOM_BOX), (a * size).sum(-1), reach)
         reach = torch.where(kind == int(g.mjGEOM_ELLIPSOID), (a * size).square().sum(-1).sqrt(), reach)
         lowest = (centre - reach).flatten(1).amin(dim=1)
@@ -299,8 +298,8 @@ class Engine(abc.ABC):
         nonfinite = ~(torch.isfinite(self._qpos).all(dim=1) & torch.isfinite(self._qvel).all(dim=1))
         too_fast = ~(self._qvel.abs() <= self.cfg.max_speed).all(dim=1)
         too_deep = self.ground_penetration() > self.cfg.max_penetration
-        kinds = torch.stack((nonfinite, too_fast, too_deep, failed if failed is not None else torch.zeros_like(nonfinite)),
-                            dim=1)
+        failed = failed if failed is not None else torch.zeros_like(nonfinite)
+        kinds = torch.stack((nonfinite, too_fast, too_deep, failed), dim=1)
         self.unstable.copy_(kinds.any(dim=1))
         self.fault_kind.copy_(torch.where(self.unstable, kinds.to(torch.uint8).argmax(dim=1) + 1, 0))
 
