@@ -26,6 +26,7 @@ Training settings come from rl-games' `config` section plus `config.amp` (see cf
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import defaultdict
 
@@ -42,8 +43,8 @@ from coohoi.agents.amp_modules import (
     style_reward,
 )
 from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, restore_resume_state, resume_state, save_atomic
-from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.distributed import SINGLE, Distributed
+from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.train import save_after_epoch, save_last
 from coohoi.envs.contract import faulted_rows
 
@@ -109,12 +110,13 @@ class AMPAgent(a2c_continuous.A2CAgent):
         if not ctx.enabled:
             return
         central = self.central_value_net if self.has_central_value else None
-        for net in (self, central) if central is not None else (self,):
+        for net in filter(None, (self, central)):
             net.multi_gpu, net.world_size, net.global_rank, net.local_rank = (True, ctx.world_size, ctx.rank,
                                                                                ctx.local_rank)
-        if not ctx.is_main and self.writer is not None:
+        if not ctx.is_main:  # its writer and folders are in a temporary train_dir (make_agent)
             self.writer.close()
             self.writer = None
+            shutil.rmtree(self.train_dir, ignore_errors=True)
         ctx.broadcast_modules(self.model, central)
 
     @torch.no_grad()
