@@ -150,11 +150,12 @@ def restore_resume_state(path, state: dict | None, buffers: dict) -> None:
     for name, buffer in buffers.items():
         saved = state["buffers"].get(name)
         if saved is None:
-            notes.append(f"{name} buffer larger than train.checkpoint_buffer_mib: starts anew")
+            notes.append(f"the {name} buffer (over train.checkpoint_buffer_mib, not saved) "
+                         + ("drawn again from the motion library" if name == "demo" else "refilled by this run"))
             continue
         buffer.load_state_dict(saved)
         if saved["count"] < saved["held"]:
-            notes.append(f"{name} buffer: a sample of {saved['count']} of its {saved['held']} rows "
+            notes.append(f"the {name} buffer: a sample of {saved['count']} of its {saved['held']} rows "
                          "(train.checkpoint_buffer_mib)")
     if notes:
         print("resumed with " + "; ".join(notes), flush=True)

@@ -11,15 +11,15 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `coohoi train` then:
   its own environments on its own random streams; engine.num_envs is per rank;
 - starts every rank from rank 0's weights, averages gradients over the ranks at every optimiser step (both
   learners, the central value network of MAPPO included) and pools the observation, value and AMP normalisers'
-  statistics after every update, so that every rank acts with the same policy; metrics log
-  `dist/actor_weight_spread`, the largest difference between any rank's actor weights and rank 0's (0 when in step);
+  statistics after every update, so that every rank acts with the same policy; metrics log `dist/weight_spread`,
+  the largest difference between any rank's weights (actor, critics, discriminator) and rank 0's (0 when in step);
 - counts frames over all ranks; rank 0 alone measures the baselines, evaluates, prints, and writes checkpoints, logs
   and metrics (its episode metrics are its own environments'), and tells the others when to stop and the
   assistance level;
 - stops every rank when one fails: torchrun ends the others when a rank exits with an error.
 
-A resumed run restores the weights, optimisers, normalisers and counters on every rank; rank 0's random streams and
-buffers come from the checkpoint, the other ranks draw fresh streams (seed + rank + epoch) and refill their buffers.
+A resumed run restores the weights, optimisers, normalisers, counters and buffers of the checkpoint (rank 0's) on every
+rank; rank 0 continues the checkpoint's random streams, the other ranks draw fresh ones (seed + rank + epoch).
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ from coohoi.agents.config import TrainConfig
 from coohoi.agents.distributed import SINGLE, Distributed
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
-from coohoi.envs.contract import faulted_rows
 from coohoi.agents.train import save_after_epoch, save_last
+from coohoi.envs.contract import faulted_rows
 
 
 def mlp(sizes: list[int], activation: str, layer_norm: bool = False) -> nn.Sequential:

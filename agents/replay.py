@@ -42,6 +42,10 @@ class ReplaySample:
 
 
 class TransitionReplay:
+    # What a checkpoint holds of it (with count).
+    STATE = ("obs", "next_obs", "action", "task_reward", "terminated", "ended", "faulted", "frame_index", "frames",
+             "frame_head")
+
     def __init__(self, rows: int, steps: int, num_obs: int, num_actions: int, amp_history: int, feature_size: int,
                  device, frame_steps: int | None = None, generator: torch.Generator | None = None):
         if steps < 2:
@@ -100,9 +104,6 @@ class TransitionReplay:
         self.ended[:, slot] = ended
         self.faulted[:, slot] = False if faulted is None else faulted
         self.count += 1
-
-    STATE = ("obs", "next_obs", "action", "task_reward", "terminated", "ended", "faulted", "frame_index", "frames",
-             "frame_head")
 
     def state_dict(self, max_bytes: int) -> dict | None:
         """Every transition and frame held, or None when they take more than max_bytes (a resumed run refills)."""

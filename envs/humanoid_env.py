@@ -62,12 +62,12 @@ FAULT_COUNTS = (*FAULT_KINDS, "nonfinite_actions")
 # The start pool holds START_POOL_SIZE starts per environment and is redrawn every START_POOL_REFILL_STEPS steps;
 # an environment that ends takes its next own start. Untrained AMP-locomotion episodes last about 1 s (30 steps),
 # about one per environment per period; an environment that ends more often within a period takes its first start
-# again (counted: reused_starts in episode_summary()). Measured on the 2-core CPU (scripts/profile_epoch.py,
-# AMP-locomotion training, 256 environments): resets take 1.8 ms per step at this size and period, against 3.7 ms
-# with a redraw every 8 steps.
+# again (counted: reused_starts in episode_summary(); a 30-minute carry training reused none). Measured on the
+# 2-core CPU (scripts/profile_epoch.py, AMP-locomotion training, 256 environments): resets take 1.8 ms per step at
+# this size and period, against 3.7 ms with a redraw every 8 steps.
 START_POOL_SIZE = 2
-DEMO_SEED_OFFSET = 7919  # the demo samples' stream is seeded with the env's seed plus this
 START_POOL_REFILL_STEPS = 32
+DEMO_SEED_OFFSET = 7919  # the demo samples' stream is seeded with the env's seed plus this
 AMP_ROOT_HEIGHT = 0  # amp_features' first feature is the root height (a lifted start lifts its history with it)
 # A reference start whose lowest foot point is further than this below the floor is lifted onto it. Interpolating
 # between grounded frames dips a little: the shipped clips' starts go down to 1.1 mm below the floor (20000 random
@@ -198,8 +198,8 @@ class HumanoidEnv:
         self._steps = 0
         self._episode_keys: list[str] = []  # the metrics of step()'s info["episode_metrics"], in order
         self._episode_totals: torch.Tensor | None = None  # [2, num_metrics]: sums and counts over ended episodes
-        # Per epoch (episode_summary): worlds reset for each engine fault kind and for non-finite actions, and starts
-        # taken a second time from an exhausted start pool.
+        # Per epoch (episode_summary), in the order of FAULT_COUNTS then reused_starts: worlds reset for each engine
+        # fault kind and for non-finite actions, and starts taken a second time from an exhausted start pool.
         self._fault_counts = torch.zeros(len(FAULT_COUNTS) + 1, dtype=torch.long, device=self.device)
         self._fault_codes = torch.arange(1, len(FAULT_COUNTS) + 1, device=self.device)
         self.faults_total = 0  # worlds reset for a fault (either cause) since the env was built
@@ -215,7 +215,7 @@ class HumanoidEnv:
         self._pool = None
 
     def get_state(self) -> dict:
-        """What a resumed training run takes over from this env: its random streams (the env's and the engine's), so
+        """What a resumed training run takes over from this env: its random streams (starts, demo samples, engine), so
         that a resumed run continues them instead of repeating the first run's. The worlds are not saved: MuJoCo's
         contact and sensor fields, which observations read, lag the integrated state by a physics step and cannot
         be written back, so a resumed run starts new episodes. Demo samples have a stream of their own, so that the
