@@ -70,14 +70,15 @@ FAILING_RANK = textwrap.dedent('''
     from coohoi.cli import main
 
     if os.environ["RANK"] == "1":
-        train_epoch = agent.AMPAgent.train_epoch
+        play_steps = agent.AMPAgent.play_steps
 
-        def fail_in_epoch_2(self):
+        def fail_after_the_rollout_of_epoch_2(self):  # rank 0 saved epoch 1 before its own epoch-2 rollout
+            batch = play_steps(self)
             if self.epoch_num >= 2:
                 raise RuntimeError("rank 1 fails on purpose")
-            return train_epoch(self)
+            return batch
 
-        agent.AMPAgent.train_epoch = fail_in_epoch_2
+        agent.AMPAgent.play_steps = fail_after_the_rollout_of_epoch_2
     sys.exit(main())
 ''')
 
