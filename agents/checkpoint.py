@@ -94,7 +94,7 @@ def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
                               f"{_first_line(exc)}") from exc
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds no model weights (not a coohoi/rl-games checkpoint)")
-    bad = [key for key, value in _tensors(state["model"], "model") if value.is_floating_point() and
+    bad = [key for key, value in nested_tensors(state["model"], "model") if value.is_floating_point() and
            not bool(torch.isfinite(value).all())]
     if bad:
         raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or infinite weights in {', '.join(bad[:4])}"
@@ -161,13 +161,13 @@ def restore_resume_state(path, state: dict | None, buffers: dict) -> None:
         print("resumed with " + "; ".join(notes), flush=True)
 
 
-def _tensors(value, key: str):
-    """(dotted key, tensor) of every tensor in nested dicts (the learners' model sections)."""
+def nested_tensors(value, key: str = ""):
+    """(dotted key, tensor) of every tensor in nested dicts (a learner's model or optimiser state)."""
     if isinstance(value, torch.Tensor):
         yield key, value
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _tensors(v, f"{key}.{k}")
+            yield from nested_tensors(v, f"{key}.{k}")
 
 
 def _first_line(exc: Exception) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import glob
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -231,3 +233,13 @@ def test_a_file_joint_supplies_one_of_our_points_at_most(tmp_path):
     _, stats = import_bvh(tmp_path / "renamed.bvh", retarget_cfg=FAST, settings=NO_CLEANUP,
                           joint_map={b: (n,) for b, n in names.items()})
     assert stats["max_angle_error_deg"] < 1.0
+
+
+def test_a_given_frame_rate_applies_to_the_file_before_resampling(tmp_path):
+    """A 1 s walk written at 30 fps, read as 60 fps (0.5 s) and resampled to 15 fps: 8 frames at 15 fps. The given
+    rate once relabelled the resampled clip (8 frames at 60 fps, 0.117 s) with a second, contradicting note."""
+    export_bvh(_walk(fps=30.0, seconds=1.0), tmp_path / "walk.bvh", names=MIXAMO)
+    out, stats = import_bvh(tmp_path / "walk.bvh", retarget_cfg=replace(FAST, resample_fps=15.0),
+                            settings=replace(NO_CLEANUP, fps=60.0))
+    assert out.fps == 15.0 and out.num_frames == 8
+    assert [n for n in stats["notes"] if "frame rate" in n] == ["frame rate set to 60 fps (the file says 30)"]

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from coohoi.agents.amp_modules import ReplayBuffer
-from coohoi.agents.checkpoint import load_checkpoint, resume_state
+from coohoi.agents.checkpoint import load_checkpoint, nested_tensors, resume_state
 from coohoi.agents.replay import TransitionReplay
 from coohoi.agents.train import make_agent
 from coohoi.cli import compose
@@ -34,20 +34,8 @@ TD3 = ["train=td3", "train.td3.steps_per_epoch=6", "train.td3.learning_starts=2"
        "train.td3.buffer_steps=64"]
 
 
-def _tensors(value, key=""):
-    """(key, tensor) of every tensor in nested dicts and lists."""
-    if isinstance(value, torch.Tensor):
-        yield key, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _tensors(v, f"{key}.{k}")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from _tensors(v, f"{key}.{i}")
-
-
 def _assert_same(a: dict, b: dict):
-    a, b = dict(_tensors(a)), dict(_tensors(b))
+    a, b = dict(nested_tensors(a)), dict(nested_tensors(b))
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"differ: {different[:5]}"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from coohoi.motion.clip import MotionClip, MotionFormatError, read_npz
-from coohoi.motion.importers.cleanup import ImportSettings, finish_clip
+from coohoi.motion.importers.cleanup import ImportSettings, finish_clip, given_fps
 from coohoi.motion.importers.retarget import RetargetConfig, retarget
 from coohoi.motion.importers.safe_load import restricted_loads
 
@@ -193,12 +193,7 @@ def import_amass(path: str | Path, model_path: str | Path, retarget_cfg: Retarge
     cfg = retarget_cfg or RetargetConfig()
     settings = settings or ImportSettings(ground=cfg.ground)
     motion = load_amass(path)
-    fps, notes = motion["fps"], []
-    if settings.fps is not None:
-        if not settings.fps > 0:
-            raise ValueError(f"fps must be positive, got {settings.fps}")
-        fps = float(settings.fps)
-        notes.append(f"frame rate {fps:g} fps as given (the file says {motion['fps']:g})")
+    fps, notes = given_fps(motion["fps"], settings, str(path))
     model_file = find_model_file(model_path, motion["model_type"], motion["gender"])
     joints = body_joints(motion, model_file)
     points = {ours: joints[:, SMPL_JOINT_NAMES.index(smpl)] for ours, smpl in SMPL_TO_OURS.items()}

@@ -26,7 +26,7 @@ import torch
 
 from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip, MotionFormatError
-from coohoi.motion.importers.cleanup import ImportSettings, finish_clip
+from coohoi.motion.importers.cleanup import ImportSettings, finish_clip, given_fps
 from coohoi.motion.importers.safe_load import load_npy
 from coohoi.motion.kinematics import _skeleton, dof_to_joint_quats, joint_quats_to_dof
 from coohoi.rotations import normalize, quat_conjugate, quat_mul
@@ -127,9 +127,8 @@ def import_ase(path: str | Path, loop: bool = False, name: str | None = None,
         fps = float(np.asarray(d["fps"]).item())
     except (TypeError, ValueError) as exc:
         raise MotionFormatError(f"{source}: 'fps' must be a number, got {_shown(d['fps'])}") from exc
-    if settings is not None and settings.fps is not None:  # the given frame rate replaces the file's
-        notes.append(f"frame rate set to {float(settings.fps):g} fps (the file says {fps:g})")
-        fps = float(settings.fps)
+    fps, fps_notes = given_fps(fps, settings, source)
+    notes += fps_notes
     if not np.isfinite(fps) or fps <= 0:
         raise MotionFormatError(f"{source}: 'fps' must be positive, got {fps}")
 

@@ -21,7 +21,7 @@ import torch
 
 from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip, MotionFormatError
-from coohoi.motion.importers.cleanup import ImportSettings, finish_clip
+from coohoi.motion.importers.cleanup import ImportSettings, finish_clip, given_fps
 from coohoi.motion.importers.retarget import MARKERS, TARGET_POINTS, RetargetConfig, _matrix_to_quat, retarget
 from coohoi.motion.kinematics import _skeleton, joint_quats_to_dof
 from coohoi.rotations import quat_to_euler_xyz
@@ -370,12 +370,7 @@ def import_bvh(path: str | Path, up_axis: str = "y", retarget_cfg: RetargetConfi
     cfg = retarget_cfg or RetargetConfig()
     settings = settings or ImportSettings(ground=cfg.ground)
     bvh = parse_bvh(path)
-    fps, notes = bvh.fps, []
-    if settings.fps is not None:
-        if not settings.fps > 0:
-            raise ValueError(f"fps must be positive, got {settings.fps}")
-        fps = float(settings.fps)
-        notes.append(f"frame rate {fps:g} fps as given (the file says {bvh.fps:g})")
+    fps, notes = given_fps(bvh.fps, settings, str(path))
     scale = _own_skeleton_scale(bvh, up_axis)
     if scale is not None:  # our own skeleton: its rotations are our DoFs, no retargeting
         to_z = Y_UP_TO_Z_UP if up_axis == "y" else np.eye(3)

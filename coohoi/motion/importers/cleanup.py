@@ -2,9 +2,10 @@
 
     clip, notes = finish_clip(clip, ImportSettings(...), source="file.bvh")
 
-In order: the frame rate overridden (`fps`), repeated frames collapsed, a T-pose start trimmed, `trim` applied, the
-DoF speeds checked (refused, or filtered with `filter_speed`), the clip put on the ground (last, so that it
-grounds the final poses). Every change is reported as a note (one line each); the largest DoF speed always is.
+In order: repeated frames collapsed, a T-pose start trimmed, `trim` applied, the DoF speeds checked (refused, or
+filtered with `filter_speed`), the clip put on the ground (last, so that it grounds the final poses). Every change
+is reported as a note (one line each); the largest DoF speed always is. A given frame rate (`fps`) replaces the
+file's where the importer reads it (given_fps), before any resampling.
 """
 
 from __future__ import annotations
@@ -195,6 +196,15 @@ def ground_clip(clip: MotionClip, mode: str = "clip") -> tuple[MotionClip, np.nd
     return replace(clip, root_pos=clip.root_pos + up, object_pos=obj), shift
 
 
+def given_fps(file_fps: float, settings: ImportSettings | None, source: str) -> tuple[float, list[str]]:
+    """The frame rate to read a file at: settings.fps when given (with a note), else the file's."""
+    if settings is None or settings.fps is None:
+        return file_fps, []
+    if not float(settings.fps) > 0:
+        raise MotionFormatError(f"{source}: fps must be positive, got {settings.fps}")
+    return float(settings.fps), [f"frame rate set to {float(settings.fps):g} fps (the file says {file_fps:g})"]
+
+
 def finish_clip(clip: MotionClip, settings: ImportSettings | None = None, source: str = "clip"
                 ) -> tuple[MotionClip, list[str]]:
     """The clip after the clean-up steps of the module docstring, and a note per change."""
@@ -202,11 +212,6 @@ def finish_clip(clip: MotionClip, settings: ImportSettings | None = None, source
     if s.ground not in GROUND_MODES:
         raise ValueError(f"ground must be one of {GROUND_MODES}, got {s.ground!r}")
     notes: list[str] = []
-    if s.fps is not None and float(s.fps) != clip.fps:
-        if not float(s.fps) > 0:
-            raise MotionFormatError(f"{source}: fps must be positive, got {s.fps}")
-        notes.append(f"frame rate set to {float(s.fps):g} fps (the file says {clip.fps:g})")
-        clip = replace(clip, fps=float(s.fps))
     if s.collapse_repeats and (phase := repeated_phase(clip)) is not None:
         keep = np.ones(clip.num_frames, dtype=bool)
         keep[phase + 1::2] = False
@@ -234,4 +239,5 @@ def finish_clip(clip: MotionClip, settings: ImportSettings | None = None, source
     return clip.validate(source), notes
 
 
-__all__ = ["GROUND_MODES", "MAX_DOF_SPEED", "ImportSettings", "finish_clip", "ground_clip", "largest_dof_speed"]
+__all__ = ["GROUND_MODES", "MAX_DOF_SPEED", "ImportSettings", "finish_clip", "given_fps", "ground_clip",
+           "largest_dof_speed"]
