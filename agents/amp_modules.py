@@ -235,13 +235,16 @@ class ReplayBuffer:
         self.count = min(self.count + n, self.capacity)
         return n
 
-    def state_dict(self, max_bytes: int) -> dict:
-        """The rows held and the write position: all of them when they take at most max_bytes, else a uniform
-        sample of as many rows as fit (drawn from a generator of its own: the random streams are left alone)."""
+    def state_dict(self, max_bytes: int, sample: bool = False) -> dict | None:
+        """The rows held and the write position when they take at most max_bytes; otherwise, with sample=True, a
+        uniform sample of as many rows as fit (drawn from a generator of its own: the random streams are left
+        alone), else None."""
         rows = self.data[:self.count]
         fit = max_bytes // max(1, rows[:1].nbytes) if self.count else 0
         if self.count <= fit:
             return {"data": rows, "head": self.head, "count": self.count, "held": self.count}
+        if not sample:
+            return None
         pick = torch.randperm(self.count, generator=torch.Generator().manual_seed(self.count))[:fit]
         return {"data": rows[pick.to(rows.device)], "head": fit % self.capacity, "count": fit, "held": self.count}
 

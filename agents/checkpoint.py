@@ -131,12 +131,10 @@ def set_rng_state(state: dict) -> None:
 
 def resume_state(buffers: dict, max_bytes: int, sampled: tuple[str, ...] = ()) -> dict:
     """What nn/last.pth adds so that a resumed run continues where it stopped: the global random streams and each
-    buffer (anything with state_dict(max_bytes) and load_state_dict) that fits in max_bytes, or, for the buffers
-    named in `sampled`, a sample that fits; the others are left out (None) and start anew on resume."""
-    out = {}
-    for name, buffer in buffers.items():
-        state = buffer.state_dict(max_bytes)
-        out[name] = state if state is not None and (name in sampled or state["count"] == state["held"]) else None
+    buffer (anything with state_dict(max_bytes[, sample]) and load_state_dict) that fits in max_bytes, or, for the
+    buffers named in `sampled`, a sample that fits; the others are left out (None) and start anew on resume."""
+    out = {name: buffer.state_dict(max_bytes, sample=True) if name in sampled else buffer.state_dict(max_bytes)
+           for name, buffer in buffers.items()}
     return {"rng": rng_state(), "buffers": out}
 
 

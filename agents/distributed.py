@@ -75,30 +75,36 @@ class Distributed:
                 offset += g.numel()
 
     def sync_normalizers(self, *modules: torch.nn.Module | None) -> None:
-        """Pool the running mean and variance of every normaliser in modules over the ranks. Each rank started the
-        update from the same statistics and added its own samples; the pooled mean and variance are those of the
-        start plus all ranks' samples weighted as one rank's (the counts stay: every rank adds as many)."""
+        """Pool the running mean and variance of every normaliser in modules over the ranks (one all-reduce for all
+        of them). Each rank started the update from the same statistics and added its own samples; the pooled mean
+        and variance are those of the start plus all ranks' samples weighted as one rank's (the counts stay: every
+        rank adds as many)."""
         if not self.enabled:
             return
         import torch.distributed as dist
 
-        for root in modules:
-            if root is None:
-                continue
+        stats = []  # (module, mean, var) of every normaliser: rl-games' (running_mean, running_var) or ours
+        for root in filter(None, modules):
             for m in root.modules():
                 names = next((n for n in (("running_mean", "running_var"), ("mean", "var"))
                               if all(isinstance(getattr(m, a, None), torch.Tensor) for a in n)), None)
-                if names is None:
-                    continue
-                mean, var = getattr(m, names[0]), getattr(m, names[1])
-                moments = torch.cat((mean.reshape(-1), (var + mean.square()).reshape(-1)))
-                dist.all_reduce(moments)
-                moments /= self.world_size
-                pooled = moments[:mean.numel()].view_as(mean)
-                mean.copy_(pooled)
-                var.copy_((moments[mean.numel():].view_as(var) - pooled.square()).clamp_min(0.0))
-                if hasattr(m, "_scale_cache"):
-                    m._scale_cache = None
+                if names is not None:
+                    stats.append((m, getattr(m, names[0]), getattr(m, names[1])))
+        if not stats:
+            return
+        moments = torch.cat([torch.cat((mean.reshape(-1), (var + mean.square()).reshape(-1)))
+                             for _, mean, var in stats])
+        dist.all_reduce(moments)
+        moments /= self.world_size
+        offset = 0
+        for m, mean, var in stats:
+            n = mean.numel()
+            pooled = moments[offset:offset + n].view_as(mean)
+            var.copy_((moments[offset + n:offset + 2 * n].view_as(var) - pooled.square()).clamp_min(0.0))
+            mean.copy_(pooled)
+            offset += 2 * n
+            if hasattr(m, "_scale_cache"):
+                m._scale_cache = None
 
     def broadcast_values(self, values: list[float]) -> list[float]:
         """rank 0's values on every rank."""

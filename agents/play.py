@@ -149,11 +149,12 @@ def render(cfg: DictConfig, overrides: list[str] = ()) -> int:
         writers = [files.enter_context(video_writer(path, 1.0 / env.policy_dt)) for path in paths]
         for step in range(1, steps + 1):
             obs, reward, _, _, info = env.step(act(obs))
+            handles = env.handle_poses()[0] if r.markers and _has_object(env) else None  # once for every film
             for world, writer in zip(worlds, writers):
                 world.load()
                 camera = replace(PLAYBACK_CAMERA, fixed_lookat=_follow_point(env, world.index, r.follow))
                 frame = renderer.render_world(world.model, world.data, camera,
-                                              task_markers(env, world.index) if r.markers else ())
+                                              task_markers(env, world.index, handles) if r.markers else ())
                 if r.overlay:
                     step_reward, success = env_step_stats(env, reward, info, world.index)
                     frame = draw_overlay(frame, f"env {world.index}  step {step}\nreward {step_reward:.3f}  "
@@ -209,13 +210,15 @@ def _rows(env, i: int) -> slice:
     return slice(i * env.num_agents, (i + 1) * env.num_agents)
 
 
-def task_markers(env, i: int) -> list[Marker]:
-    """Markers of world i: the object's target pose and each active agent's held and standing points."""
+def task_markers(env, i: int, current=None) -> list[Marker]:
+    """Markers of world i: the object's target pose and each active agent's held and standing points (from
+    `current`, env.handle_poses()'s first part, when the caller already has it for this step)."""
     if not _has_object(env):
         return []
     rows = _rows(env, i)
     active = env.agent_mask[rows]
-    current, _ = env.handle_poses()  # every row's, in one batch
+    if current is None:
+        current, _ = env.handle_poses()  # every row's, in one batch
     half, pos, quat = (t[i].tolist() for t in (env.engine.object_half_extents, env.target_pos, env.target_quat))
     markers = [Marker(mujoco.mjtGeom.mjGEOM_BOX, half, pos, TARGET_RGBA, quat)]
     for held, (x, y, _) in zip(current.held_point[rows][active].tolist(), current.stand_point[rows][active].tolist()):

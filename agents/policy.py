@@ -24,6 +24,7 @@ from torch import nn
 
 from coohoi.agents.amp_modules import ACTIVATIONS, NORMALISER_CLIP, NORMALISER_EPS
 from coohoi.agents.checkpoint import CheckpointError, load_checkpoint
+from coohoi.config import override_key
 
 ONNX_SUFFIX = ".onnx"
 METADATA_SUFFIX = ".json"
@@ -189,6 +190,8 @@ class Policy:
         self._device = torch.device(device)
         if self.actor is not None:
             self.actor.to(self._device)
+        if self.log_std is not None:
+            self.log_std = self.log_std.to(self._device)
         return self
 
     @torch.no_grad()
@@ -291,7 +294,7 @@ def policy_run_config(cfg: DictConfig, overrides: list[str], policy: Policy) -> 
     and training sections, unless the command line chose another task (`task=<name>`); the command line's dotted
     settings of task.* and train.* apply on top either way."""
     stored = policy.config
-    chose_task = any(o.split("=", 1)[0].lstrip("+~") == "task" for o in overrides)
+    chose_task = any(override_key(o) == "task" for o in overrides)
     if stored is None or "task" not in stored:
         return cfg
     merged = cfg.copy()

@@ -43,6 +43,7 @@ from coohoi.agents.config import TrainConfig, train_config
 from coohoi.agents.curriculum import AssistCurriculum
 from coohoi.agents.distributed import SINGLE, Distributed, close_distributed, init_distributed
 from coohoi.agents.evaluation import baselines, evaluate
+from coohoi.config import override_key
 
 # Evaluations re-seed their env with this (plus the run's seed), so that every evaluation and both baselines
 # start from the same states.
@@ -656,7 +657,7 @@ def _save_interrupted(learner, session: TrainingSession | None, overrides) -> in
     except KeyboardInterrupt:
         print(f"interrupted again while saving: {Path(learner.nn_dir) / LAST} is the previous save", flush=True)
         return EXIT_INTERRUPTED
-    args = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("checkpoint", "resume")]
+    args = [o for o in overrides if override_key(o) not in ("checkpoint", "resume")]
     print(f"interrupted at epoch {learner.epoch_num}: saved {path}; resume with: coohoi train "
           f"{shlex.join([*args, f'checkpoint={path}', 'resume=true'])}", flush=True)
     return EXIT_INTERRUPTED

@@ -34,6 +34,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from omegaconf import DictConfig, OmegaConf
 
+from coohoi.config import override_key
+
 USAGE = __doc__
 EXIT_USAGE = 2  # a command line that cannot run: bad setting, unknown command or option
 HELP_FLAGS = ("-h", "--help")
@@ -121,7 +123,7 @@ def explicit_keys(overrides: list[str], section: str) -> set[str]:
     `+train.ppo.learning_rate=1e-3` and `++train.ppo.learning_rate=1e-3` -> ppo.learning_rate)."""
     keys = set()
     for item in overrides:
-        key = item.split("=", 1)[0].lstrip("+~").strip()
+        key = override_key(item)
         if key.startswith(section + "."):
             keys.add(key[len(section) + 1:])
     return keys
@@ -221,7 +223,7 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     from coohoi.config import ConfigError
 
     for item in overrides:
-        if not item.split("=", 1)[0].lstrip("+~").strip():  # hydra's parser asserts on an empty key
+        if not override_key(item):  # hydra's parser asserts on an empty key
             raise ConfigError(f"{item!r}: a setting needs a key (KEY=VALUE)")
         if item.startswith("~"):
             raise ConfigError(f"{item}: settings cannot be deleted; set them instead (null where a setting allows it)")
@@ -240,7 +242,7 @@ def policy_task(command: str, overrides: list[str]) -> list[str]:
     """The overrides to compose a policy command with: play, render, export and eval of a checkpoint run the task of
     the run that trained it, so the command line's task.* settings are checked against that task's (when this
     version has a task of its name; the run's own values apply later: run_config). task=NAME swaps the task."""
-    given = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[-1] for o in overrides}
+    given = {override_key(o): o.split("=", 1)[-1] for o in overrides}
     if command not in POLICY_COMMANDS or "task" in given or not given.get("checkpoint"):
         return overrides
     from coohoi.agents.policy import load_policy
@@ -381,7 +383,7 @@ def _did_you_mean(message: str, overrides: list[str]) -> str:
         return ""
     parent, _, leaf = match.group(1).rpartition(".")
     try:
-        cfg = compose([o for o in overrides if o.lstrip("+").split("=", 1)[0] != match.group(1)])
+        cfg = compose([o for o in overrides if override_key(o) != match.group(1)])
     except Exception:  # noqa: BLE001  (another override is wrong too: no suggestion)
         return ""
     node = OmegaConf.select(cfg, parent) if parent else cfg

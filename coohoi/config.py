@@ -62,11 +62,18 @@ def check_finite(node: Any, where: str, error: type[ValueError] = ConfigError) -
                 raise error(f"{name} must be a finite number, got {number}")
 
 
+def override_key(item: str) -> str:
+    """The dotted key a command-line override sets (`+a.b=1`, `++a.b=1`, `~a.b` -> a.b)."""
+    return item.split("=", 1)[0].lstrip("+~").strip()
+
+
 def check_keys(cls: type, node: Any, where: str, error: type[ValueError] = ConfigError) -> None:
     """A composed section must hold exactly its dataclass's keys: an unknown one (a typo, `+key=...`) or a deleted
     one (`~key`) is refused, naming it; hydra lets both through its typed nodes."""
     hints = get_type_hints(cls)
     names = [f.name for f in fields(cls)]
+    if node is None:
+        raise error(f"{where} is a section of settings ({', '.join(names)}); it cannot be null")
     for key in node:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)

@@ -63,7 +63,7 @@ INFO_FINAL_OBS = "final_obs"
 def faulted_rows(info: dict) -> torch.Tensor:
     """[rows] bool: info[INFO_FAULTED] per row (every humanoid of a faulted world)."""
     faulted, rows = info[INFO_FAULTED], info[INFO_AGENT_MASK].shape[0]
-    return faulted.repeat_interleave(rows // faulted.shape[0])
+    return faulted if rows == faulted.shape[0] else faulted.repeat_interleave(rows // faulted.shape[0])
 
 
 INFO_KEYS = (INFO_AMP_OBS, INFO_OBSERVATIONS, INFO_AGENT_MASK, INFO_REWARD_TERMS, INFO_TERMINATED_REASONS,

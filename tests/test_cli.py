@@ -164,6 +164,7 @@ def test_nan_and_infinity_are_refused_naming_the_key(overrides, key):
     (["export.parity_samples=0"], "export.parity_samples must be >= 1"),
     (["export.opset=12"], "export.opset must be >= 13"),
     (["torch_threads=-1"], "torch_threads must be >= 0"), (["seed=1.5"], "seed must be an integer"),
+    (["task.env=null"], "task.env is a section of settings"),
 ])
 def test_values_that_cannot_work_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -213,13 +213,13 @@ def _import(args) -> int:
             print(f"failed {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed.append(path.name)
     if written:
+        from coohoi.motion.library import write_dataset
+
         dataset = out_dir / DATASET_FILE
         weighting = "1 per clip" if args.weights == "equal" else "the clip's duration in seconds"
-        lines = [f"# Clips imported by `coohoi motion import {args.format}` from {source}; weights: {weighting}.",
-                 "clips:"]
-        lines += [f"  - {{file: {file}, weight: {1.0 if args.weights == 'equal' else round(clip.duration, 3)}}}"
-                  for file, clip in written]
-        dataset.write_text("\n".join(lines) + "\n")
+        write_dataset(dataset, [(file, 1.0 if args.weights == "equal" else round(clip.duration, 3))
+                                 for file, clip in written],
+                      [f"Clips imported by `coohoi motion import {args.format}` from {source}; weights: {weighting}."])
         print(f"wrote {dataset}: {len(written)} clip{'s' if len(written) != 1 else ''}, weights {weighting}")
     if failed:
         print(f"coohoi motion import: {len(failed)} of {len(files)} files failed: {', '.join(failed)}",

@@ -20,6 +20,7 @@ import numpy as np
 from coohoi import humanoid as hum
 from coohoi.motion.clip import MotionClip
 from coohoi.motion.gait import min_jerk, smooth_step
+from coohoi.motion.library import write_dataset
 from coohoi.motion.synthesis import (  # noqa: F401  (FPS, BOX_SIZE, rest_pose: re-exported for users and tests)
     ARM_DOFS,
     ARM_SWING_GAIN,
@@ -341,11 +342,9 @@ def generate_clip(name: str) -> MotionClip:
     return synthesize(plans[name])
 
 
-def write_dataset(path: Path, entries: list[tuple[str, float]], about: str) -> Path:
-    lines = [f"# {about}", "# Made by coohoi.motion.generator (`coohoi motion generate`); do not edit by hand.", "clips:"]
-    lines += [f"  - {{file: {file}, weight: {weight}}}" for file, weight in entries]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def _write_dataset(path: Path, entries: list[tuple[str, float]], about: str) -> Path:
+    return write_dataset(path, entries, [about, "Made by coohoi.motion.generator (`coohoi motion generate`); do not "
+                                                "edit by hand."])
 
 
 def generate_all(out_dir: str | Path | None = None, names: list[str] | None = None) -> list[Path]:
@@ -369,13 +368,13 @@ def generate_all(out_dir: str | Path | None = None, names: list[str] | None = No
         synthesize(plan).save(path)
         written.append(path)
     if names is None:
-        written.append(write_dataset(out / DATASET_FILE, [(f"{p.name}.npz", p.weight) for p in plans],
+        written.append(_write_dataset(out / DATASET_FILE, [(f"{p.name}.npz", p.weight) for p in plans],
                                      "Every reference clip, with its AMP sampling weight."))
-        written.append(write_dataset(out / LOCOMOTION_DATASET_FILE,
+        written.append(_write_dataset(out / LOCOMOTION_DATASET_FILE,
                                      [(f"{p.name}.npz", p.weight) for p in plans if p.box is None],
                                      "The locomotion clips (no box), for locomotion-only AMP."))
         walking = set(walking_skill_names())
-        written.append(write_dataset(out / WALKING_DATASET_FILE,
+        written.append(_write_dataset(out / WALKING_DATASET_FILE,
                                      [(f"{p.name}.npz", p.weight) for p in plans if p.name in walking],
                                      "The locomotion clips that travel (no idle, no turning on the spot, no box)."))
     return written

@@ -263,6 +263,14 @@ class MotionLib:
         return self.amp_features(clip_ids, times, history, dt).flatten(1)
 
 
+def write_dataset(path: Path, entries: list[tuple[str, float]], comments: list[str]) -> Path:
+    """Write a dataset yaml (load_dataset's format): the comment lines, then one entry (file, weight) per clip."""
+    lines = [f"# {c}" for c in comments] + ["clips:"]
+    lines += [f"  - {{file: {file}, weight: {weight}}}" for file, weight in entries]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def load_dataset(path: Path) -> tuple[list[MotionClip], list[float]]:
     """Clips and weights listed by a dataset yaml; clear errors for missing files and bad weights."""
     if not path.is_file():

@@ -286,13 +286,6 @@ def match_joints(names: list[str], joint_map: dict[str, tuple[str, ...]] | None 
     return found, notes
 
 
-def map_points(bvh: Bvh, positions: np.ndarray, joint_map: dict[str, tuple[str, ...]] | None = None,
-               source: str = "bvh") -> dict[str, np.ndarray]:
-    """Our retarget points [T, 3] from the file's joint positions [T, J, 3] (see match_joints)."""
-    found, _ = match_joints([j.name for j in bvh.joints], joint_map, source)
-    return {ours: positions[:, i] for ours, i in found.items()}
-
-
 def load_joint_map(path: str | Path) -> dict[str, tuple[str, ...]]:
     """A joint map from YAML {our point name: BVH joint name or list of names} (safe YAML only)."""
     import yaml

@@ -36,7 +36,6 @@ MARKERS: dict[str, tuple[str, tuple[float, float, float]]] = {
 TARGET_POINTS: tuple[str, ...] = hum.BODY_NAMES + tuple(MARKERS)
 REQUIRED_POINTS: tuple[str, ...] = hum.BODY_NAMES
 MARKER_WEIGHT = 0.5  # markers are looser correspondences than joint centres
-# Foot boxes (centre and half size in the foot frame, as in the MJCF) for the ground contact fix.
 # Starting pose of the solve: knees and elbows slightly bent toward their valid side.
 INITIAL_BEND = {"right_knee": 0.3, "left_knee": 0.3, "right_elbow": -0.3, "left_elbow": -0.3}
 GROUND_MODES = ("clip", "frame", "none")
