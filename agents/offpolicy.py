@@ -49,7 +49,7 @@ from coohoi.agents.config import TrainConfig
 from coohoi.agents.distributed import SINGLE, Distributed
 from coohoi.agents.evaluation import training_episode_metrics
 from coohoi.agents.replay import TransitionReplay
-from coohoi.agents.train import save_after_epoch, save_last
+from coohoi.agents.train import NO_STOP_REQUEST, save_after_epoch, save_last
 from coohoi.envs.contract import faulted_rows
 
 
@@ -103,6 +103,7 @@ class OffPolicyAMP:
         self.max_epochs = int(max_epochs if max_epochs is not None else t.max_epochs)
         self.on_epoch_end = on_epoch_end
         self.session = None
+        self.stop_request = NO_STOP_REQUEST  # coohoi.agents.train.StopRequest: Ctrl-C taken between steps
         self.rows, self.num_obs, self.num_actions = env.num_rows, env.num_obs, env.num_actions
         self.num_amp_obs = env.num_amp_obs
         from coohoi.agents.train import learn_threads, rollout_threads
@@ -301,6 +302,7 @@ class OffPolicyAMP:
         self._fill_demo(t.amp.batch_size)
         start = time.perf_counter()
         for _ in range(c.steps_per_epoch):
+            self.stop_request.check()
             t0 = time.perf_counter()
             self._set_threads(self.rollout_threads)
             action = self.act(obs, deterministic=False)

@@ -32,6 +32,8 @@ import json
 import math
 import os
 import shlex
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -618,7 +620,8 @@ def _train(cfg, t: TrainConfig, run_dir: Path, checkpoint, resume: bool, resume_
             session.start(learner)
         level, = dist.broadcast_values([session.curriculum.level if session is not None else 0.0])
         env.set_assist_level(level)
-        learner.train()
+        with StopRequest() as learner.stop_request:
+            learner.train()
         if session is not None:
             print(f"checkpoint: {learner.last_checkpoint}\ntensorboard: {learner.summaries_dir}", flush=True)
             print(session.summary_line(), flush=True)
@@ -642,6 +645,38 @@ def _epoch_end_for(dist: Distributed, session: TrainingSession | None, env):
         return bool(stop)
 
     return epoch_end
+
+
+class StopRequest:
+    """Ctrl-C while training: the first SIGINT is taken at the learner's next environment step (check() raises
+    KeyboardInterrupt there), never inside a library's code, where an interrupt can leave a lock held (a writer's
+    queue, a file being saved); a second one stops at once. Learners call check() once per step; outside
+    `with StopRequest() as stop:` (or off the main thread) SIGINT keeps its usual meaning."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+NO_STOP_REQUEST = StopRequest()  # a learner's own, never requested: learners built outside `coohoi train`
 
 
 def _save_interrupted(learner, session: TrainingSession | None, overrides) -> int:

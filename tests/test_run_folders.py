@@ -181,3 +181,16 @@ def test_sigint_to_a_training_process_saves_and_exits_with_130_without_a_traceba
     state = torch.load(tmp_path / "x" / "nn" / "last.pth", weights_only=False)
     recorded = max(_epochs(tmp_path / "x"))  # a signal between a metrics line and its count may leave one more line
     assert recorded - 1 <= state["epoch"] <= recorded and recorded >= 2
+
+
+def test_a_first_ctrl_c_is_taken_at_the_next_step_and_a_second_at_once():
+    with train_module.StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt here (inside whatever code runs)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()  # ... but at the learner's next step
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a second one stops at once
+            time.sleep(1.0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    train_module.NO_STOP_REQUEST.check()  # a learner built outside `coohoi train` is never stopped

@@ -45,7 +45,7 @@ from coohoi.agents.amp_modules import (
 from coohoi.agents.checkpoint import check_model_fits, load_checkpoint, restore_resume_state, resume_state, save_atomic
 from coohoi.agents.distributed import SINGLE, Distributed
 from coohoi.agents.evaluation import training_episode_metrics
-from coohoi.agents.train import save_after_epoch, save_last
+from coohoi.agents.train import NO_STOP_REQUEST, save_after_epoch, save_last
 from coohoi.envs.contract import faulted_rows
 
 # Style rewards are computed over the rollout in chunks of this many rows (bounds discriminator activations).
@@ -101,6 +101,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         self.learn_threads = int(config.get("learn_threads", 0))
         self.session = None  # coohoi.agents.train.TrainingSession, when run by `coohoi train`
         self.dist = SINGLE
+        self.stop_request = NO_STOP_REQUEST  # coohoi.agents.train.StopRequest: Ctrl-C taken between steps
 
     def use_distributed(self, ctx: Distributed) -> None:
         """Train as one rank of ctx (coohoi.agents.distributed): rl-games' own gradient and KL averaging, switched
@@ -178,6 +179,7 @@ class AMPAgent(a2c_continuous.A2CAgent):
         buf = self.experience_buffer
         step_time = 0.0
         for n in range(self.horizon_length):
+            self.stop_request.check()
             res = self.get_action_values(self.obs)
             buf.update_data("obses", n, self.obs["obs"])
             if self.has_central_value:
